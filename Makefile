@@ -1,0 +1,59 @@
+# blockon's developer commands. `make help` lists them.
+# Everything runs inside a local virtualenv (.venv) that these targets create and fill,
+# so a fresh machine with python3, pip and cargo needs nothing else.
+
+PYTHON ?= python3
+VENV   ?= .venv
+VPY    := $(VENV)/bin/python
+PYTEST_ARGS ?=
+# The libpython that `cargo test` binaries load at run time (they are not extension modules).
+PYLIBDIR := $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('LIBDIR') or '')")
+
+.DEFAULT_GOAL := help
+.PHONY: help venv build demo test test-rust test-python lint fmt bench clean
+
+help: ## list the commands
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.ready: pyproject.toml
+	$(PYTHON) -m venv $(VENV) || { $(PYTHON) -m pip install --user virtualenv && $(PYTHON) -m virtualenv $(VENV); }
+	$(VPY) -m pip install -q -U pip
+	$(VPY) -m pip install -q "maturin>=1.7,<2"
+	touch $@
+
+venv: $(VENV)/.ready ## create the virtualenv with the build tool
+
+build: venv ## build the Rust engine (release) and install blockon into .venv, with test extras
+	$(VENV)/bin/maturin develop --release --quiet -E test,lint,demo
+
+demo: build ## build, install, and run examples/quickstart.py
+	$(VPY) examples/quickstart.py
+
+test: build test-rust test-python ## build, install, and run every Rust and Python test
+
+test-rust: ## Rust unit tests of the engine's pure-Rust parts
+	LD_LIBRARY_PATH=$(PYLIBDIR) PYO3_PYTHON=$$(command -v $(PYTHON)) cargo test --quiet --lib
+
+test-python: ## the pytest suite (warnings are errors, hang guards on)
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+lint: build ## ruff, mypy, stubtest, cargo fmt --check and clippy
+	$(VENV)/bin/ruff check python tests benches examples
+	$(VENV)/bin/ruff format --check python tests benches examples
+	$(VENV)/bin/mypy
+	$(VPY) -m mypy.stubtest blockon._blockon --allowlist .stubtest-allowlist
+	cargo fmt --check
+	PYO3_PYTHON=$$(command -v $(PYTHON)) cargo clippy --quiet --all-targets -- -D warnings
+
+fmt: venv ## format Rust and Python sources
+	cargo fmt
+	$(VENV)/bin/ruff format python tests benches examples
+	$(VENV)/bin/ruff check --fix python tests benches examples
+
+bench: build ## run the benchmarks side by side and print the tables (see docs/benchmarks.md)
+	$(VENV)/bin/pip install -q -E 2>/dev/null; $(VPY) -m pip install -q uvloop
+	$(VPY) benches/run_all.py
+
+clean: ## remove build products and the virtualenv
+	cargo clean
+	rm -rf $(VENV) dist

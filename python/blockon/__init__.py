@@ -1,0 +1,23 @@
+"""blockon: call asyncio code from synchronous Python.
+
+One call that works in scripts, notebooks, async web servers, tests and many threads at
+once::
+
+    import blockon
+
+    data = blockon.run(client.fetch(url))
+
+See the README and docs/ for the rules of where the work runs.
+"""
+
+from ._blockon import run, submit
+from ._loopthread import LoopThread, default_loop_thread
+
+__all__ = (
+    "LoopThread",
+    "default_loop_thread",
+    "run",
+    "submit",
+)
+
+__version__ = "0.1.0"

@@ -1,0 +1,240 @@
+"""Python helpers the engine calls: the parts that read best in Python.
+
+- ``awaitable_iterator``: what to drive for a non-coroutine awaitable, and the error messages
+  that teach when something else was passed.
+- ``run_nested``: re-entrant running on the caller's own loop (SPEC section 2).
+- ``settle_future``, ``link_future``, ``attach_task``: the ``concurrent.futures.Future``
+  handed out by ``submit``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import inspect
+import reprlib
+import types
+from asyncio import tasks as _tasks
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, InvalidStateError
+from typing import Any
+
+# --------------------------------------------------------------------------- input checks
+
+
+def awaitable_iterator(obj: object, api: str) -> Iterator[Any]:
+    """Return the iterator a driver steps for ``obj``, or raise a TypeError that teaches."""
+    if isinstance(obj, types.GeneratorType) and inspect.isawaitable(obj):
+        return obj  # a generator-based coroutine (@types.coroutine)
+    await_ = getattr(type(obj), "__await__", None)
+    if await_ is None:
+        raise TypeError(_not_awaitable(obj, api))
+    iterator = await_(obj)
+    if not isinstance(iterator, collections.abc.Iterator):
+        raise TypeError(
+            f"{type(obj).__name__}.__await__() returned a {type(iterator).__name__!r}, "
+            "not an iterator, so it cannot be awaited"
+        )
+    return iterator
+
+
+def _not_awaitable(obj: object, api: str) -> str:
+    where = f"blockon.{api}()"
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or "f"
+    if inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(
+        getattr(obj, "__call__", None)  # noqa: B004 - an object whose __call__ is async
+    ):
+        return (
+            f"{where} needs an awaitable, but got the async function {name!r} itself. "
+            f"Notice the missing parentheses; call it: {api}(f()), here {api}({name}(...))"
+        )
+    if inspect.isasyncgen(obj) or inspect.isasyncgenfunction(obj):
+        return (
+            f"{where} needs an awaitable, but got an async generator "
+            f"{'function ' if callable(obj) else ''}{name!r}, which is iterated, not awaited: "
+            "use `for item in blockon.wrap_iter(agen):` instead"
+        )
+    if callable(obj):
+        return (
+            f"{where} needs an awaitable, but got {name!r}, which is not an async function; "
+            "call it directly, or pass the coroutine an async function returns"
+        )
+    return (
+        f"{where} needs an awaitable (a coroutine object, Task or Future), "
+        f"got {type(obj).__name__!r}: {reprlib.repr(obj)}"
+    )
+
+
+# --------------------------------------------------------------------------- re-entrant running
+
+_enter_task: Callable[[asyncio.AbstractEventLoop, asyncio.Task[Any]], None] | None = getattr(
+    _tasks, "_enter_task", None
+)
+_leave_task: Callable[[asyncio.AbstractEventLoop, asyncio.Task[Any]], None] | None = getattr(
+    _tasks, "_leave_task", None
+)
+
+
+def _noop() -> None:
+    pass
+
+
+def _reentry_points(loop: asyncio.AbstractEventLoop) -> tuple[Callable[[], None], Any]:
+    """The loop's one-iteration step and ready queue, or a RuntimeError saying why not."""
+    run_once = getattr(loop, "_run_once", None)
+    ready = getattr(loop, "_ready", None)
+    if callable(run_once) and isinstance(ready, collections.deque) and _enter_task and _leave_task:
+        return run_once, ready
+    raise RuntimeError(
+        f"blockon.run() must run this awaitable on the event loop already running in this "
+        f"thread ({type(loop).__module__}.{type(loop).__qualname__}), re-entrantly, because "
+        "the thread is blocked inside that loop (nest=True was passed, or sync code on "
+        "blockon's own loop thread called run()). This loop cannot be re-entered: it has no "
+        "_run_once step to drive (uvloop is like this). Instead, await the awaitable from "
+        "async code; or call blockon.run() without nest=True from a thread whose loop is "
+        "another one; or move the sync code off the loop with `await blockon.to_thread(fn)`."
+    )
+
+
+def run_nested(
+    loop: asyncio.AbstractEventLoop,
+    driver: Any,
+    context: Any,
+    timeout: float | None,
+    grace: float,
+) -> bool:
+    """Run ``driver`` as a task on ``loop``, which is running in this thread, until it is done.
+
+    Steps the loop one iteration at a time from inside the callback that called us. Scoped:
+    asyncio is not patched, the Task class is not swapped. While nested, the caller's task
+    is "left" so other tasks can be entered, and re-entered afterwards. Returns whether the
+    timeout fired. Raises ``CancelledError`` if the caller's own task was cancelled meanwhile,
+    and re-raises ``KeyboardInterrupt`` (after cancelling and a bounded cleanup).
+    """
+    run_once, ready = _reentry_points(loop)
+    assert _enter_task is not None and _leave_task is not None
+    task = loop.create_task(driver, context=context)
+    outer = asyncio.current_task(loop)
+    # The outer iteration of the loop (the one running our caller) will pop as many handles
+    # as were queued when we entered; we must not leave it fewer. See _pad_ready.
+    queued = len(ready)
+    fired = False
+
+    def expire() -> None:
+        nonlocal fired
+        fired = True
+        task.cancel()
+
+    timer = loop.call_later(max(timeout, 0.0), expire) if timeout is not None else None
+    outer_cancels = outer.cancelling() if outer is not None else 0
+    outer_cancelled = False
+    if outer is not None:
+        _leave_task(loop, outer)
+    try:
+        while not task.done():
+            run_once()
+            if not outer_cancelled and outer is not None and outer.cancelling() > outer_cancels:
+                outer_cancelled = True
+                task.cancel()
+    except BaseException:
+        task.cancel()
+        _finish_within(loop, run_once, task, grace)
+        raise
+    finally:
+        if timer is not None:
+            timer.cancel()
+        _pad_ready(loop, ready, queued)
+        if outer is not None:
+            _enter_task(loop, outer)
+    if outer_cancelled:
+        raise asyncio.CancelledError()
+    return fired
+
+
+def _finish_within(
+    loop: asyncio.AbstractEventLoop,
+    run_once: Callable[[], None],
+    task: asyncio.Task[Any],
+    grace: float,
+) -> None:
+    """Step the loop until ``task`` is done or ``grace`` seconds pass."""
+    deadline = loop.time() + grace
+    alarm = loop.call_at(deadline, _noop)  # so a step never sleeps past the deadline
+    try:
+        while not task.done() and loop.time() < deadline:
+            try:
+                run_once()
+            except Exception:  # noqa: PERF203 - keep stepping; the task reports its own errors
+                continue
+    finally:
+        alarm.cancel()
+
+
+def _pad_ready(loop: asyncio.AbstractEventLoop, ready: Any, queued: int) -> None:
+    """Top up the ready queue with cancelled handles, so the outer loop iteration, which
+    counted its handles before we ran some of them, never pops an empty queue."""
+    missing = queued - len(ready)
+    if missing > 0:
+        filler = asyncio.Handle(_noop, (), loop)
+        filler.cancel()
+        ready.extendleft([filler] * missing)
+
+
+# --------------------------------------------------------------------------- submit's futures
+
+
+class _Link:
+    """Ties a ``submit`` future to its task: cancelling the future cancels the task.
+
+    Registered as the future's done-callback when it is created; the task is attached later,
+    on the loop thread. Whichever of the two happens second sees the other (see
+    ``attach_task``), so a cancel is never lost.
+    """
+
+    __slots__ = ("cancelled", "loop", "task")
+
+    def __init__(self) -> None:
+        self.cancelled = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.task: asyncio.Task[Any] | None = None
+
+    def __call__(self, future: Future[Any]) -> None:
+        if not future.cancelled():
+            return
+        self.cancelled = True
+        # CANCELLED -> CANCELLED_AND_NOTIFIED: only then do concurrent.futures.wait() and
+        # as_completed() count the future as done (asyncio's bridge misses this step).
+        future.set_running_or_notify_cancel()
+        task, loop = self.task, self.loop
+        if task is not None and loop is not None and not task.done():
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:
+                pass  # the loop closed; its shutdown cancelled the task already
+
+
+def link_future(future: Future[Any]) -> _Link:
+    link = _Link()
+    future.add_done_callback(link)
+    return link
+
+
+def attach_task(link: _Link, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+    link.loop = loop
+    link.task = task
+    if link.cancelled:
+        task.cancel()
+
+
+def settle_future(future: Future[Any], kind: str, value: Any) -> None:
+    """Deliver an outcome to a ``submit`` future (a no-op if it was cancelled meanwhile)."""
+    if kind == "cancelled":
+        future.cancel()
+        return
+    try:
+        if kind == "result":
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+    except InvalidStateError:
+        pass  # cancelled by its owner while the result was on its way

@@ -1,0 +1,195 @@
+"""``LoopThread``: a thread running one asyncio event loop, and the process's default one.
+
+The native base class (``_blockon.Portal``) holds the engine: the state machine, the inbox,
+``run`` and ``submit``. This class supplies the thread itself and the part of its life that
+is a sequence of asyncio calls: making the loop, and shutting it down the way
+``asyncio.run`` does (cancel leftover tasks, finalize async generators, shut the default
+executor down, close), each step bounded in time so that closing, and interpreter exit,
+never hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import threading
+import weakref
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, cast
+
+from . import _blockon
+
+#: Seconds each shutdown step (cancelled tasks, async generators, executor) may take.
+SHUTDOWN_STEP_TIMEOUT = 5.0
+#: Seconds interpreter exit waits for each loop thread to close.
+EXIT_TIMEOUT = 10.0
+
+_live: weakref.WeakSet[LoopThread] = weakref.WeakSet()
+
+
+class LoopThread(_blockon.Portal):
+    """A thread running one asyncio event loop, started lazily on first use.
+
+    Safe to use from any number of threads at once. Closed by ``close()``, by leaving a
+    ``with`` block, or at interpreter exit. ``loop_factory`` makes the loop (default:
+    ``asyncio.new_event_loop``, which honours an installed event-loop policy such as
+    uvloop's); ``name`` names the thread; ``blocked_warning`` is the number of seconds a
+    caller may block a running event loop before a ``RuntimeWarning`` says so (``None``: never).
+    """
+
+    def __init__(
+        self,
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+        *,
+        name: str = "blockon",
+        blocked_warning: float | None = 10.0,
+    ) -> None:
+        if loop_factory is not None and not callable(loop_factory):
+            raise TypeError(
+                "loop_factory must be a callable that returns a new event loop, such as "
+                f"uvloop.new_event_loop (no parentheses), got {type(loop_factory).__name__!r}"
+            )
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {type(name).__name__!r}")
+        self._loop_factory = loop_factory
+        self._name = name
+        self.blocked_warning = blocked_warning
+        _live.add(self)
+
+    @property
+    def name(self) -> str:
+        """The loop thread's name, as ``threading.current_thread().name`` says inside it."""
+        return self._name
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop, starting the thread if it is not running yet.
+
+        Raised when closed: ``RuntimeError``.
+        """
+        return cast(asyncio.AbstractEventLoop, self._event_loop())
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the loop thread and shut its loop down, as interpreter exit does.
+
+        Leftover tasks are cancelled and awaited, async generators finalized, the default
+        executor shut down, the loop closed. Idempotent. Called from the loop thread itself,
+        it only asks the loop to stop (it cannot wait for itself).
+
+        Raised when ``timeout`` seconds pass before the thread is done: ``TimeoutError``
+        (it goes on closing in the background).
+        """
+        if not self._request_close() or self._in_loop_thread():
+            return
+        if not self._wait_closed(timeout):
+            raise TimeoutError(
+                f"{self!r} did not finish closing within {timeout} s; "
+                "it goes on closing in the background"
+            )
+
+    def __enter__(self) -> LoopThread:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<blockon.LoopThread name={self._name!r} {state}>"
+
+    # ------------------------------------------------------------------ the thread
+
+    def _spawn(self) -> None:
+        threading.Thread(target=self._main, name=self._name, daemon=True).start()
+
+    def _main(self) -> None:
+        loop: asyncio.AbstractEventLoop | None = None
+        try:
+            factory = self._loop_factory or asyncio.new_event_loop
+            loop = factory()
+            if not isinstance(loop, asyncio.AbstractEventLoop):
+                raise TypeError(
+                    f"loop_factory returned {type(loop).__name__!r}, not an event loop"
+                )
+            fd = self._attach(loop)
+            loop.add_reader(fd, self._drain)
+        except BaseException as exc:
+            if loop is not None:
+                loop.close()
+            self._start_failed(exc)
+            return
+        self._started()
+        try:
+            loop.run_forever()
+        finally:
+            self._shut_down(loop, fd)
+
+    def _shut_down(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+        self._shutdown_inbox()
+        try:
+            _cancel_leftovers(loop)
+            for step in (loop.shutdown_asyncgens, loop.shutdown_default_executor):
+                try:
+                    loop.run_until_complete(asyncio.wait_for(step(), SHUTDOWN_STEP_TIMEOUT))
+                except TimeoutError:
+                    loop.call_exception_handler(
+                        {"message": f"blockon: {step.__name__}() took over "
+                         f"{SHUTDOWN_STEP_TIMEOUT} s while closing {self!r}; gave up on it"}
+                    )
+        finally:
+            loop.remove_reader(fd)
+            loop.close()
+            self._stopped()
+
+
+def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel the tasks still running and wait (bounded) for their cleanup, as asyncio.run."""
+    tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    if not tasks:
+        return
+    for task in tasks:
+        task.cancel()
+    loop.run_until_complete(asyncio.wait(tasks, timeout=SHUTDOWN_STEP_TIMEOUT))
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            loop.call_exception_handler(
+                {
+                    "message": "unhandled exception in a task while closing blockon's loop thread",
+                    "exception": task.exception(),
+                    "task": task,
+                }
+            )
+
+
+def default_loop_thread() -> LoopThread:
+    """The process's default loop thread, which the module-level functions use.
+
+    Created on first use, closed at interpreter exit, started afresh in a child after
+    ``os.fork()``. Its loop comes from ``asyncio.new_event_loop()``.
+    """
+    return cast(LoopThread, _blockon._default_portal())
+
+
+def _close_all_at_exit() -> None:
+    for loop_thread in list(_live):
+        try:
+            loop_thread.close(timeout=EXIT_TIMEOUT)
+        except Exception:  # noqa: PERF203,S110 - exit must go on; the thread is a daemon
+            pass
+
+
+def _register(factory: Callable[[], Any]) -> None:
+    _blockon._set_default_factory(factory)
+    atexit.register(_close_all_at_exit)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_blockon._after_fork_in_child)
+
+
+_register(LoopThread)

@@ -1,0 +1,229 @@
+//! The native driver: a coroutine-shaped object that steps the user's awaitable inside an
+//! asyncio task and settles the caller's completion slot the moment the awaitable finishes.
+//!
+//! asyncio's own bridge (`run_coroutine_threadsafe`) learns that a task finished through a
+//! done-callback, which the loop runs one iteration later, and then hops through a
+//! `concurrent.futures.Future` and its condition variable. The driver instead sees the
+//! awaitable's `StopIteration` or exception in the same step and writes the outcome straight
+//! into the Rust slot the caller is waiting on.
+//!
+//! The driver never lets the awaitable's exception escape into the task: the task always ends
+//! normally. That keeps the loop quiet ("Task exception was never retrieved" cannot happen),
+//! and it stops `KeyboardInterrupt` or `SystemExit` raised inside the awaitable from tearing
+//! down the loop thread: they travel to the caller instead, as SPEC section 4 asks. Because the
+//! driver is native code, it adds no frame to the exception's traceback either.
+//!
+//! asyncio accepts it as a coroutine because it has `__await__`, `send`, `throw` and `close`
+//! (`collections.abc.Coroutine`'s structural check); tasks step it through `PyIter_Send`,
+//! which lands in `__next__`.
+
+use std::sync::Arc;
+
+use pyo3::exceptions::PyStopIteration;
+use pyo3::ffi;
+use pyo3::intern;
+use pyo3::prelude::*;
+
+use crate::completion::{Call, Outcome};
+use crate::py::cached;
+
+/// Where an outcome goes.
+pub enum Target {
+    /// A blocking caller waits on this call's slot.
+    Call(Arc<Call>),
+    /// A `concurrent.futures.Future` handed out by `submit`.
+    Future(Py<PyAny>),
+}
+
+/// Steps one awaitable inside one asyncio task.
+#[pyclass(frozen, module = "blockon._blockon")]
+pub struct Driver {
+    /// The coroutine, or the iterator returned by another awaitable's `__await__`.
+    inner: Py<PyAny>,
+    target: Target,
+}
+
+enum Sent {
+    Yielded(Py<PyAny>),
+    Returned(Py<PyAny>),
+}
+
+impl Driver {
+    pub fn new(inner: Bound<'_, PyAny>, target: Target) -> Self {
+        Self {
+            inner: inner.unbind(),
+            target,
+        }
+    }
+
+    /// The call this driver settles, if a blocking caller waits on it.
+    pub fn call(&self) -> Option<&Arc<Call>> {
+        match &self.target {
+            Target::Call(call) => Some(call),
+            Target::Future(_) => None,
+        }
+    }
+
+    /// Gives up on the awaitable: closes it (no "never awaited" warning for one that never
+    /// ran) and settles `outcome` unless it had already finished.
+    pub fn abandon(&self, py: Python<'_>, outcome: Outcome) -> PyResult<()> {
+        let inner = self.inner.bind(py);
+        let closed = match inner.getattr_opt(intern!(py, "close"))? {
+            Some(close) => close.call0().map(drop),
+            None => Ok(()),
+        };
+        self.settle(py, outcome);
+        closed
+    }
+
+    fn settle(&self, py: Python<'_>, outcome: Outcome) {
+        match &self.target {
+            Target::Call(call) => {
+                call.outcome.complete(outcome);
+                call.forget_task();
+            }
+            Target::Future(future) => {
+                let (kind, value) = match outcome {
+                    Outcome::Value(v) => ("result", v),
+                    Outcome::Raised(e) => ("exception", e),
+                    Outcome::Cancelled | Outcome::Lost => ("cancelled", py.None()),
+                };
+                let settled =
+                    cached(py).and_then(|c| c.settle_future.call1(py, (future, kind, value)));
+                if let Err(err) = settled {
+                    err.write_unraisable(py, Some(future.bind(py)));
+                }
+            }
+        }
+    }
+
+    fn send_inner(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Sent> {
+        let mut out: *mut ffi::PyObject = std::ptr::null_mut();
+        // SAFETY: `inner` and `value` are live references kept alive by `self` and the caller
+        // for the whole call; PyIter_Send stores a new reference (or NULL) in `out`.
+        let status = unsafe { ffi::PyIter_Send(self.inner.as_ptr(), value.as_ptr(), &raw mut out) };
+        match status {
+            // SAFETY: on PYGEN_NEXT and PYGEN_RETURN, `out` is a new, non-NULL reference.
+            ffi::PySendResult::PYGEN_NEXT => Ok(Sent::Yielded(unsafe { own(py, out) })),
+            // SAFETY: as above.
+            ffi::PySendResult::PYGEN_RETURN => Ok(Sent::Returned(unsafe { own(py, out) })),
+            ffi::PySendResult::PYGEN_ERROR => Err(PyErr::fetch(py)),
+        }
+    }
+
+    fn throw_inner(
+        &self,
+        py: Python<'_>,
+        args: &Bound<'_, pyo3::types::PyTuple>,
+    ) -> PyResult<Sent> {
+        let inner = self.inner.bind(py);
+        let Some(throw) = inner.getattr_opt(intern!(py, "throw"))? else {
+            // Like `yield from`: an iterator without `throw` gets the exception raised at it.
+            let exc = args.get_item(0)?;
+            return Err(
+                if exc.is_instance_of::<pyo3::exceptions::PyBaseException>() {
+                    PyErr::from_value(exc)
+                } else {
+                    PyErr::from_value(exc.call0()?)
+                },
+            );
+        };
+        match throw.call1(args) {
+            Ok(yielded) => Ok(Sent::Yielded(yielded.unbind())),
+            Err(err) if err.is_instance_of::<PyStopIteration>(py) => {
+                let value = err.value(py).getattr(intern!(py, "value"))?;
+                Ok(Sent::Returned(value.unbind()))
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Turns one step's result into what the task sees: the yielded value, or
+    /// `StopIteration` once the awaitable has finished and its outcome is settled.
+    fn finish(&self, py: Python<'_>, step: PyResult<Sent>) -> PyResult<Py<PyAny>> {
+        let outcome = match step {
+            Ok(Sent::Yielded(value)) => return Ok(value),
+            Ok(Sent::Returned(value)) => Outcome::Value(value),
+            Err(err) => {
+                let cancelled = cached(py)?.asyncio_cancelled.bind(py);
+                if err.is_instance(py, cancelled) {
+                    Outcome::Cancelled
+                } else {
+                    Outcome::Raised(err.into_value(py).into_any())
+                }
+            }
+        };
+        self.settle(py, outcome);
+        Err(PyStopIteration::new_err(()))
+    }
+}
+
+/// Takes ownership of a new reference returned by the C API.
+///
+/// # Safety
+/// `ptr` must be a new, non-NULL reference.
+unsafe fn own(py: Python<'_>, ptr: *mut ffi::PyObject) -> Py<PyAny> {
+    // SAFETY: guaranteed by the caller.
+    unsafe { Bound::from_owned_ptr(py, ptr) }.unbind()
+}
+
+#[pymethods]
+impl Driver {
+    fn __await__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let step = self.send_inner(py, &py.None().into_bound(py));
+        self.finish(py, step)
+    }
+
+    fn send(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let step = self.send_inner(py, value);
+        self.finish(py, step)
+    }
+
+    #[pyo3(signature = (*args))]
+    fn throw(&self, py: Python<'_>, args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<Py<PyAny>> {
+        let step = self.throw_inner(py, args);
+        self.finish(py, step)
+    }
+
+    /// Closes the awaitable (no "never awaited" warning for one that never ran) and settles
+    /// the outcome as cancelled if it had not finished.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.abandon(py, Outcome::Cancelled)
+    }
+
+    /// Cancels the task running this driver. Runs on that task's loop.
+    fn _cancel(&self, py: Python<'_>) -> PyResult<()> {
+        match self.call() {
+            Some(call) => call.cancel_task(py),
+            None => Ok(()),
+        }
+    }
+
+    #[getter]
+    fn __qualname__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let inner = self.inner.bind(py);
+        Ok(match inner.getattr_opt(intern!(py, "__qualname__"))? {
+            Some(name) => name.unbind(),
+            None => inner.get_type().qualname()?.into_any().unbind(),
+        })
+    }
+
+    #[getter]
+    fn __name__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.__qualname__(py)
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // A task destroyed while pending (its loop closed under it) drops its driver without
+        // a final step: tell the waiting caller instead of leaving it to wait forever.
+        if let Target::Call(call) = &self.target {
+            call.outcome.complete(Outcome::Lost);
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! blockon's engine: the native half of `blockon`, imported as `blockon._blockon`.
+//!
+//! This file only registers; each concept has its own module: `portal` (entry points and
+//! routing), `lifecycle` (a loop thread's states and fork), `inbox` (submission queue and
+//! wake-ups), `driver` (the native coroutine that settles outcomes), `completion` (the slots
+//! callers wait on), `waiter` (GIL-free waiting), `calls` (blocking calls, timeouts,
+//! cancellation), `reentry` (nested running), `home` (`to_thread` workers), `default` (the
+//! default loop thread), `awaitable` (input checks), `py` (cached Python objects).
+
+use pyo3::prelude::*;
+
+pub mod awaitable;
+pub mod calls;
+pub mod completion;
+pub mod default;
+pub mod driver;
+pub mod home;
+pub mod inbox;
+pub mod lifecycle;
+pub mod portal;
+pub mod py;
+pub mod reentry;
+pub mod waiter;
+
+#[pymodule]
+fn _blockon(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<portal::Portal>()?;
+    m.add_class::<driver::Driver>()?;
+    m.add_function(wrap_pyfunction!(default::run, m)?)?;
+    m.add_function(wrap_pyfunction!(default::submit, m)?)?;
+    m.add_function(wrap_pyfunction!(default::_default_portal, m)?)?;
+    m.add_function(wrap_pyfunction!(default::_set_default_factory, m)?)?;
+    m.add_function(wrap_pyfunction!(lifecycle::_after_fork_in_child, m)?)?;
+    m.add_function(wrap_pyfunction!(calls::_spawn_here, m)?)?;
+    m.add_function(wrap_pyfunction!(home::_set_home_loop, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,321 @@
+//! The life of one loop thread: idle, starting, running, closing, closed; plus what a fork
+//! does to it.
+//!
+//! The thread itself is a Python `threading.Thread` (so `threading.current_thread().name` is
+//! the name users gave), started by the Python subclass's `_spawn`; its body is Python
+//! (`blockon._loopthread`), because shutting a loop down is a sequence of asyncio calls. What
+//! lives here is the state machine every caller consults on every call, and the waits on it,
+//! which release the GIL and still honour Ctrl-C.
+//!
+//! Fork: a child process has no loop thread, only a copy of the parent's bookkeeping. Each
+//! [`Core`] records the fork generation it was made in; `after_fork_in_child` bumps the
+//! generation, and any state from an older generation reads as idle, so the next call in the
+//! child starts a fresh loop thread. The parent's loop objects are parked in [`ABANDONED`] and
+//! never freed in the child: freeing them would run their `__del__`, which warns about an
+//! unclosed loop, and closing them would touch the parent's file descriptors.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+
+use crate::completion::lock;
+use crate::driver::Driver;
+use crate::inbox::Inbox;
+
+/// Incremented in a child process after `os.fork()`.
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Cores inherited from the parent through a fork, kept alive forever (see the module docs).
+static ABANDONED: Mutex<Vec<Arc<Core>>> = Mutex::new(Vec::new());
+
+pub fn fork_generation() -> u64 {
+    FORK_GENERATION.load(Ordering::Acquire)
+}
+
+/// Registered with `os.register_at_fork(after_in_child=...)`.
+#[pyfunction]
+pub fn _after_fork_in_child() {
+    FORK_GENERATION.fetch_add(1, Ordering::AcqRel);
+}
+
+/// Work for the loop thread.
+pub enum Job {
+    /// Start a task for this driver, in this context. `link` ties a `submit` future to it.
+    Run {
+        driver: Py<Driver>,
+        context: Py<PyAny>,
+        link: Option<Py<PyAny>>,
+    },
+    /// Cancel the task running this driver.
+    Cancel(Py<Driver>),
+    /// Stop the loop (the thread then shuts it down).
+    Stop,
+}
+
+/// A running loop thread's shared parts.
+pub struct Core {
+    pub event_loop: Py<PyAny>,
+    pub inbox: Inbox<Job>,
+    generation: u64,
+}
+
+impl Core {
+    fn is_current(&self) -> bool {
+        self.generation == fork_generation()
+    }
+}
+
+enum Life {
+    Idle,
+    Starting {
+        generation: u64,
+        core: Option<Arc<Core>>,
+    },
+    Running(Arc<Core>),
+    Failed(PyErr),
+    Closing(Arc<Core>),
+    Closed,
+}
+
+impl Life {
+    /// Reads state inherited through a fork as what it is in the child.
+    fn refresh(&mut self) {
+        let stale = match self {
+            Life::Starting { generation, .. } => *generation != fork_generation(),
+            Life::Running(core) | Life::Closing(core) => !core.is_current(),
+            _ => false,
+        };
+        if stale {
+            let closing = matches!(self, Life::Closing(_));
+            let old = std::mem::replace(self, if closing { Life::Closed } else { Life::Idle });
+            if let Life::Running(core)
+            | Life::Closing(core)
+            | Life::Starting {
+                core: Some(core), ..
+            } = old
+            {
+                lock(&ABANDONED).push(core);
+            }
+        }
+    }
+}
+
+/// What `begin_close` found.
+pub enum CloseStep {
+    /// Nothing was running; the loop thread is now closed.
+    AlreadyClosed,
+    /// The thread was asked to stop; wait for `Closed`.
+    Wait,
+}
+
+pub fn closed_error() -> PyErr {
+    PyRuntimeError::new_err(
+        "this blockon LoopThread is closed; create a new LoopThread (or use the default one) \
+         to run more work",
+    )
+}
+
+pub struct Lifecycle {
+    life: Mutex<Life>,
+    changed: Condvar,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Self {
+            life: Mutex::new(Life::Idle),
+            changed: Condvar::new(),
+        }
+    }
+}
+
+impl Lifecycle {
+    fn set(&self, life: Life) {
+        *lock(&self.life) = life;
+        self.changed.notify_all();
+    }
+
+    /// The running core, if there is one; never starts anything.
+    pub fn running(&self) -> Option<Arc<Core>> {
+        let mut life = lock(&self.life);
+        life.refresh();
+        match &*life {
+            Life::Running(core) => Some(Arc::clone(core)),
+            _ => None,
+        }
+    }
+
+    /// The core the loop thread works with, from the moment it attached until it stopped.
+    pub fn attached(&self) -> Option<Arc<Core>> {
+        match &*lock(&self.life) {
+            Life::Starting {
+                core: Some(core), ..
+            }
+            | Life::Running(core)
+            | Life::Closing(core) => Some(Arc::clone(core)),
+            _ => None,
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        let mut life = lock(&self.life);
+        life.refresh();
+        matches!(*life, Life::Closing(_) | Life::Closed)
+    }
+
+    /// The running core, starting the loop thread with `spawn` if none runs yet.
+    pub fn acquire(&self, py: Python<'_>, spawn: impl Fn() -> PyResult<()>) -> PyResult<Arc<Core>> {
+        loop {
+            let mut life = lock(&self.life);
+            life.refresh();
+            match &mut *life {
+                Life::Running(core) => return Ok(Arc::clone(core)),
+                Life::Closing(_) | Life::Closed => return Err(closed_error()),
+                Life::Failed(_) => {
+                    let Life::Failed(err) = std::mem::replace(&mut *life, Life::Idle) else {
+                        unreachable!("matched Failed above")
+                    };
+                    return Err(err);
+                }
+                Life::Starting { .. } => {
+                    drop(life);
+                    self.wait_while(py, None, |l| matches!(l, Life::Starting { .. }))?;
+                }
+                Life::Idle => {
+                    *life = Life::Starting {
+                        generation: fork_generation(),
+                        core: None,
+                    };
+                    drop(life);
+                    if let Err(err) = spawn() {
+                        self.set(Life::Idle);
+                        return Err(err);
+                    }
+                    self.wait_while(py, None, |l| matches!(l, Life::Starting { .. }))?;
+                }
+            }
+        }
+    }
+
+    /// The loop thread made its loop: give it an inbox.
+    pub fn attach(&self, event_loop: Py<PyAny>) -> PyResult<Arc<Core>> {
+        let inbox = Inbox::new().map_err(|e| {
+            PyRuntimeError::new_err(format!(
+                "cannot create the loop thread's wake-up socket: {e}"
+            ))
+        })?;
+        let mut life = lock(&self.life);
+        let Life::Starting { generation, core } = &mut *life else {
+            return Err(PyRuntimeError::new_err(
+                "the loop thread attached while not starting",
+            ));
+        };
+        let fresh = Arc::new(Core {
+            event_loop,
+            inbox,
+            generation: *generation,
+        });
+        *core = Some(Arc::clone(&fresh));
+        Ok(fresh)
+    }
+
+    /// The loop thread is ready for work.
+    pub fn started(&self) {
+        let mut life = lock(&self.life);
+        if let Life::Starting {
+            core: Some(core), ..
+        } = &*life
+        {
+            *life = Life::Running(Arc::clone(core));
+        }
+        drop(life);
+        self.changed.notify_all();
+    }
+
+    pub fn start_failed(&self, err: PyErr) {
+        self.set(Life::Failed(err));
+    }
+
+    /// The loop thread has shut its loop down and is about to end.
+    pub fn stopped(&self) {
+        let mut life = lock(&self.life);
+        *life = match &*life {
+            Life::Closing(_) | Life::Closed => Life::Closed,
+            // The loop stopped without being asked (something called loop.stop()): the next
+            // call starts a fresh one.
+            _ => Life::Idle,
+        };
+        drop(life);
+        self.changed.notify_all();
+    }
+
+    /// Asks the loop thread to stop; the caller then waits with [`Lifecycle::wait_closed`].
+    pub fn begin_close(&self, py: Python<'_>) -> PyResult<CloseStep> {
+        loop {
+            let mut life = lock(&self.life);
+            life.refresh();
+            match &*life {
+                Life::Idle | Life::Failed(_) | Life::Closed => {
+                    *life = Life::Closed;
+                    return Ok(CloseStep::AlreadyClosed);
+                }
+                Life::Starting { .. } => {
+                    drop(life);
+                    self.wait_while(py, None, |l| matches!(l, Life::Starting { .. }))?;
+                }
+                Life::Closing(_) => return Ok(CloseStep::Wait),
+                Life::Running(core) => {
+                    let core = Arc::clone(core);
+                    *life = Life::Closing(Arc::clone(&core));
+                    drop(life);
+                    if let Ok(true) = core.inbox.push(Job::Stop) {
+                        core.inbox.wake();
+                    }
+                    return Ok(CloseStep::Wait);
+                }
+            }
+        }
+    }
+
+    /// Waits until the loop thread has closed; `false` if `until` passed first.
+    pub fn wait_closed(&self, py: Python<'_>, until: Option<Instant>) -> PyResult<bool> {
+        self.wait_while(py, until, |l| !matches!(l, Life::Closed | Life::Idle))
+    }
+
+    /// Waits, GIL released and Ctrl-C honoured, while `pred` holds; `false` on expiry.
+    fn wait_while(
+        &self,
+        py: Python<'_>,
+        until: Option<Instant>,
+        pred: impl Fn(&Life) -> bool + Sync,
+    ) -> PyResult<bool> {
+        loop {
+            let slice_end = crate::waiter::slice_end(until);
+            let holds = py.detach(|| {
+                let mut life = lock(&self.life);
+                while pred(&life) {
+                    let now = Instant::now();
+                    if now >= slice_end {
+                        return true;
+                    }
+                    life = self
+                        .changed
+                        .wait_timeout(life, slice_end - now)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0;
+                }
+                false
+            });
+            if !holds {
+                return Ok(true);
+            }
+            py.check_signals()?;
+            if until.is_some_and(|u| Instant::now() >= u) {
+                return Ok(false);
+            }
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! `Portal`, the native base class of `blockon.LoopThread`: the entry points every call goes
+//! through (`run`, `submit`), routing by where the caller stands (SPEC section 2), and the
+//! hooks the Python thread body uses to attach its loop, take work, and report that it
+//! started or stopped.
+//!
+//! `run` and `submit` are native so that the fast path (a thread with no running loop)
+//! crosses no Python frame, and so that an exception re-raised from the awaitable carries
+//! the caller's frame and then the awaitable's own, with no blockon frame between them.
+
+use std::sync::{Arc, Mutex};
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+
+use crate::awaitable::{discard, parse_timeout, prepare};
+use crate::calls::{self, spawn_task, Waiting};
+use crate::completion::{lock, Outcome};
+use crate::driver::{Driver, Target};
+use crate::home::home_loop;
+use crate::lifecycle::{closed_error, CloseStep, Core, Job, Lifecycle};
+use crate::py::cached;
+use crate::reentry::run_nested;
+use crate::waiter;
+
+/// The engine half of a loop thread. Subclassed by `blockon.LoopThread`, which supplies the
+/// thread (`_spawn`) and the Python API around it.
+#[pyclass(subclass, frozen, module = "blockon._blockon")]
+pub struct Portal {
+    life: Lifecycle,
+    blocked_warning: Mutex<Option<f64>>,
+    cancel_grace: Mutex<f64>,
+}
+
+fn seconds(value: &Bound<'_, PyAny>, what: &str) -> PyResult<f64> {
+    let seconds: f64 = value.extract().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{what} must be a number of seconds, got {}",
+            value
+                .get_type()
+                .name()
+                .map_or_else(|_| "?".into(), |n| n.to_string())
+        ))
+    })?;
+    if seconds.is_nan() || seconds < 0.0 {
+        return Err(PyValueError::new_err(format!(
+            "{what} must be a non-negative number of seconds, got {seconds}"
+        )));
+    }
+    Ok(seconds)
+}
+
+impl Portal {
+    /// The running core, starting the loop thread if needed.
+    fn core(slf: &Bound<'_, Self>) -> PyResult<Arc<Core>> {
+        let py = slf.py();
+        slf.get()
+            .life
+            .acquire(py, || slf.call_method0(intern!(py, "_spawn")).map(drop))
+    }
+
+    fn grace(&self) -> f64 {
+        *lock(&self.cancel_grace)
+    }
+
+    fn waiting<'py>(
+        &self,
+        timeout: Option<f64>,
+        blocked: Option<Bound<'py, PyAny>>,
+    ) -> Waiting<'py> {
+        Waiting {
+            timeout,
+            grace: self.grace(),
+            blocked: blocked.and_then(|running| lock(&self.blocked_warning).map(|s| (s, running))),
+        }
+    }
+}
+
+/// `run` for a portal; `follow_home` is true for the module-level `blockon.run`, which runs
+/// in a `to_thread` worker's home loop (SPEC section 2's precedence).
+pub fn run(
+    slf: &Bound<'_, Portal>,
+    aw: &Bound<'_, PyAny>,
+    timeout: Option<&Bound<'_, PyAny>>,
+    nest: bool,
+    target: Option<&Bound<'_, PyAny>>,
+    follow_home: bool,
+) -> PyResult<Py<PyAny>> {
+    let py = slf.py();
+    let portal = slf.get();
+    let coro = prepare(aw, "run")?;
+    let timeout = match parse_timeout(timeout) {
+        Ok(timeout) => timeout,
+        Err(err) => {
+            discard(&coro);
+            return Err(err);
+        }
+    };
+    let running = cached(py)?.get_running_loop.bind(py).call0()?;
+    let running = (!running.is_none()).then_some(running);
+    if let Some(target) = target {
+        if running.as_ref().is_some_and(|r| r.is(target)) {
+            return run_nested(target, coro, timeout, portal.grace());
+        }
+        return calls::on_loop(py, target, coro, &portal.waiting(timeout, None));
+    }
+    if let Some(running) = running {
+        let own = portal
+            .life
+            .running()
+            .is_some_and(|core| core.event_loop.bind(py).is(&running));
+        if nest || own {
+            return run_nested(&running, coro, timeout, portal.grace());
+        }
+        let core = match Portal::core(slf) {
+            Ok(core) => core,
+            Err(err) => {
+                discard(&coro);
+                return Err(err);
+            }
+        };
+        return calls::on_core(py, &core, coro, &portal.waiting(timeout, Some(running)));
+    }
+    if follow_home {
+        if let Some(home) = home_loop(py) {
+            return calls::on_loop(py, &home, coro, &portal.waiting(timeout, None));
+        }
+    }
+    let core = match Portal::core(slf) {
+        Ok(core) => core,
+        Err(err) => {
+            discard(&coro);
+            return Err(err);
+        }
+    };
+    calls::on_core(py, &core, coro, &portal.waiting(timeout, None))
+}
+
+/// `submit` for a portal: starts `aw` now, returns a `concurrent.futures.Future`.
+pub fn submit(slf: &Bound<'_, Portal>, aw: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    let py = slf.py();
+    let c = cached(py)?;
+    let coro = prepare(aw, "submit")?;
+    let core = match Portal::core(slf) {
+        Ok(core) => core,
+        Err(err) => {
+            discard(&coro);
+            return Err(err);
+        }
+    };
+    let future = c.future_type.call0(py)?;
+    let link = c.link_future.call1(py, (&future,))?;
+    let context = c.copy_context.call0(py)?;
+    let driver = Py::new(py, Driver::new(coro, Target::Future(future.clone_ref(py))))?;
+    let job = Job::Run {
+        driver: driver.clone_ref(py),
+        context,
+        link: Some(link),
+    };
+    match core.inbox.push(job) {
+        Ok(true) => py.detach(|| core.inbox.wake()),
+        Ok(false) => {}
+        Err(_) => {
+            driver.get().abandon(py, Outcome::Cancelled)?;
+            return Err(closed_error());
+        }
+    }
+    Ok(future)
+}
+
+#[pymethods]
+impl Portal {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
+        Self {
+            life: Lifecycle::default(),
+            blocked_warning: Mutex::new(Some(10.0)),
+            cancel_grace: Mutex::new(5.0),
+        }
+    }
+
+    /// Run one awaitable on this loop thread and return its result.
+    ///
+    /// Waits with the GIL released. Where the calling thread runs a loop already, see
+    /// ``nest``; ``loop=`` runs the awaitable on that loop (running in another thread)
+    /// instead. ``timeout`` cancels the awaitable, waits for its cleanup and raises
+    /// ``TimeoutError``.
+    #[pyo3(signature = (aw, /, *, timeout=None, nest=false, r#loop=None))]
+    fn run(
+        slf: &Bound<'_, Self>,
+        aw: &Bound<'_, PyAny>,
+        timeout: Option<&Bound<'_, PyAny>>,
+        nest: bool,
+        r#loop: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        run(slf, aw, timeout, nest, r#loop, false)
+    }
+
+    /// Start one awaitable on this loop thread now; return a ``concurrent.futures.Future``.
+    ///
+    /// ``future.cancel()`` cancels the task.
+    #[pyo3(signature = (aw, /))]
+    fn submit(slf: &Bound<'_, Self>, aw: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        submit(slf, aw)
+    }
+
+    /// Seconds a caller that blocks a running loop waits before one ``RuntimeWarning``
+    /// names that loop; ``None`` turns the warning off.
+    #[getter]
+    fn get_blocked_warning(&self) -> Option<f64> {
+        *lock(&self.blocked_warning)
+    }
+
+    #[setter]
+    fn set_blocked_warning(&self, value: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let value = value.map(|v| seconds(v, "blocked_warning")).transpose()?;
+        *lock(&self.blocked_warning) = value;
+        Ok(())
+    }
+
+    /// Seconds Ctrl-C waits for a cancelled awaitable's cleanup before re-raising.
+    #[getter]
+    fn get_cancel_grace(&self) -> f64 {
+        *lock(&self.cancel_grace)
+    }
+
+    #[setter]
+    fn set_cancel_grace(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        *lock(&self.cancel_grace) = seconds(value, "cancel_grace")?;
+        Ok(())
+    }
+
+    /// Whether ``close()`` has been called (or interpreter exit closed it).
+    #[getter]
+    fn closed(&self) -> bool {
+        self.life.is_closed()
+    }
+
+    /// The loop, starting the thread if needed.
+    fn _event_loop(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        Ok(Self::core(slf)?.event_loop.clone_ref(slf.py()))
+    }
+
+    /// Whether the calling thread is this portal's loop thread.
+    fn _in_loop_thread(&self, py: Python<'_>) -> PyResult<bool> {
+        let Some(core) = self.life.attached() else {
+            return Ok(false);
+        };
+        let running = cached(py)?.get_running_loop.bind(py).call0()?;
+        Ok(core.event_loop.bind(py).is(&running))
+    }
+
+    /// Loop thread: its loop exists; returns the descriptor to watch with `add_reader`.
+    fn _attach(&self, event_loop: Py<PyAny>) -> PyResult<i32> {
+        Ok(self.life.attach(event_loop)?.inbox.read_fd())
+    }
+
+    /// Loop thread: ready for work.
+    fn _started(&self) {
+        self.life.started();
+    }
+
+    /// Loop thread: could not start; callers waiting for it get `exc`.
+    fn _start_failed(&self, exc: Bound<'_, PyAny>) {
+        self.life.start_failed(PyErr::from_value(exc));
+    }
+
+    /// Loop thread: takes the queued work (the inbox's reader callback).
+    fn _drain(&self, py: Python<'_>) {
+        let Some(core) = self.life.attached() else {
+            return;
+        };
+        let event_loop = core.event_loop.bind(py);
+        for job in core.inbox.take() {
+            let done = match job {
+                Job::Run {
+                    driver,
+                    context,
+                    link,
+                } => {
+                    let driver = driver.bind(py);
+                    spawn_task(
+                        event_loop,
+                        driver,
+                        Some(context.bind(py)),
+                        link.as_ref().map(|l| l.bind(py)),
+                    )
+                    .or_else(|err| {
+                        let outcome = Outcome::Raised(err.into_value(py).into_any());
+                        driver.get().abandon(py, outcome)
+                    })
+                }
+                Job::Cancel(driver) => driver
+                    .bind(py)
+                    .call_method0(intern!(py, "_cancel"))
+                    .map(drop),
+                Job::Stop => event_loop.call_method0(intern!(py, "stop")).map(drop),
+            };
+            if let Err(err) = done {
+                err.write_unraisable(py, Some(event_loop));
+            }
+        }
+    }
+
+    /// Loop thread, shutting down: refuses new work and cancels what never started.
+    fn _shutdown_inbox(&self, py: Python<'_>) {
+        let Some(core) = self.life.attached() else {
+            return;
+        };
+        for job in core.inbox.close() {
+            if let Job::Run { driver, .. } = job {
+                if let Err(err) = driver.get().abandon(py, Outcome::Cancelled) {
+                    err.write_unraisable(py, None);
+                }
+            }
+        }
+    }
+
+    /// Loop thread: the loop is shut down and closed.
+    fn _stopped(&self) {
+        self.life.stopped();
+    }
+
+    /// Asks the loop thread to stop; returns whether there is a thread to wait for.
+    fn _request_close(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(matches!(self.life.begin_close(py)?, CloseStep::Wait))
+    }
+
+    /// Waits for the loop thread to finish closing; `False` if `timeout` passed first.
+    #[pyo3(signature = (timeout=None))]
+    fn _wait_closed(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        self.life.wait_closed(py, waiter::deadline_after(timeout))
+    }
+}
