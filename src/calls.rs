@@ -92,7 +92,8 @@ pub fn on_core(
         }
         Ok(())
     };
-    wait(py, &call, how, &kick, &cancel, None)
+    let gil_busy = || inbox.consumer_holds_gil();
+    wait(py, &call, how, &kick, &cancel, None, Some(&gil_busy))
 }
 
 /// Runs `coro` on `event_loop`, a loop running in another thread, and waits for it.
@@ -127,7 +128,7 @@ pub fn on_loop(
         Ok(())
     };
     let alive = |_py: Python<'_>| check_alive(event_loop);
-    wait(py, &call, how, &|| {}, &cancel, Some(&alive))
+    wait(py, &call, how, &|| {}, &cancel, Some(&alive), None)
 }
 
 /// `RuntimeError` unless `event_loop` is running and not closed.
@@ -167,6 +168,7 @@ fn wait(
     kick: &(dyn Fn() + Sync),
     cancel: Check<'_>,
     alive: Option<Check<'_>>,
+    gil_busy: Option<&(dyn Fn() -> bool + Sync)>,
 ) -> PyResult<Py<PyAny>> {
     let deadline = waiter::deadline_after(how.timeout);
     let mut warn_at = how
@@ -179,13 +181,8 @@ fn wait(
         if alive.is_some() {
             until = earliest(until, Some(Instant::now() + SIGNAL_CHECK));
         }
-        let woke = waiter::wait(
-            py,
-            &call.outcome,
-            until,
-            if first { Some(kick) } else { None },
-            first,
-        );
+        let kick = if first { Some(kick) } else { None };
+        let woke = waiter::wait(py, &call.outcome, until, kick, first, gil_busy);
         first = false;
         let interrupt = match woke {
             Ok(Wake::Done) => return deliver(py, call.outcome.take()),
@@ -240,7 +237,7 @@ fn cleanup(
         } else {
             until
         };
-        match waiter::wait(py, &call.outcome, slice, None, false)? {
+        match waiter::wait(py, &call.outcome, slice, None, false, None)? {
             Wake::Done => return Ok(call.outcome.take()),
             Wake::Expired => {
                 if until.is_some_and(|u| Instant::now() >= u) {

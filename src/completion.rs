@@ -25,6 +25,8 @@ pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A one-shot cell that one thread completes and another waits on.
 pub struct Slot<T> {
     done: AtomicBool,
+    /// A waiter is parked (or about to park) on `ready`; completing must notify it.
+    parked: AtomicBool,
     value: Mutex<Option<T>>,
     ready: Condvar,
 }
@@ -33,6 +35,7 @@ impl<T> Default for Slot<T> {
     fn default() -> Self {
         Self {
             done: AtomicBool::new(false),
+            parked: AtomicBool::new(false),
             value: Mutex::new(None),
             ready: Condvar::new(),
         }
@@ -49,7 +52,11 @@ impl<T> Slot<T> {
         *guard = Some(value);
         self.done.store(true, Ordering::Release);
         drop(guard);
-        self.ready.notify_all();
+        // A waiter sets `parked` under the mutex before it checks `done` and sleeps, so it
+        // is either seen here or sees `done` itself; no notify (a system call) otherwise.
+        if self.parked.load(Ordering::Acquire) {
+            self.ready.notify_all();
+        }
         true
     }
 
@@ -67,6 +74,7 @@ impl<T> Slot<T> {
     /// it is complete.
     pub fn park_until(&self, until: Instant) -> bool {
         let mut guard = lock(&self.value);
+        self.parked.store(true, Ordering::Release);
         loop {
             if self.done.load(Ordering::Acquire) {
                 return true;

@@ -16,8 +16,9 @@
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
 
 use crate::completion::lock;
 
@@ -27,11 +28,31 @@ struct Queue<J> {
 }
 
 /// A multi-producer queue drained in batches by one consumer, which it wakes through a socket.
+///
+/// In *watched* mode (see `hot.rs`) the consumer tells the inbox when it is about to block
+/// (`idle`); producers then write the wake-up byte only while it is idle, and a consumer that
+/// is awake (spinning, or busy) finds new jobs through `queued` without any system call.
 pub struct Inbox<J> {
     queue: Mutex<Queue<J>>,
+    queued: AtomicUsize,
     armed: AtomicBool,
+    watched: AtomicBool,
+    idle: AtomicBool,
+    /// The consumer has released the GIL (watched mode only).
+    detached: AtomicBool,
+    /// When jobs were last taken, in nanoseconds since [`epoch`].
+    last_take: AtomicU64,
     tx: UnixStream,
     rx: UnixStream,
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_nanos() -> u64 {
+    epoch().elapsed().as_nanos() as u64
 }
 
 impl<J> Inbox<J> {
@@ -44,7 +65,12 @@ impl<J> Inbox<J> {
                 jobs: Vec::new(),
                 closed: false,
             }),
+            queued: AtomicUsize::new(0),
             armed: AtomicBool::new(false),
+            watched: AtomicBool::new(false),
+            idle: AtomicBool::new(false),
+            detached: AtomicBool::new(false),
+            last_take: AtomicU64::new(0),
             tx,
             rx,
         })
@@ -64,8 +90,53 @@ impl<J> Inbox<J> {
                 return Err(job);
             }
             queue.jobs.push(job);
+            self.queued.fetch_add(1, Ordering::SeqCst);
+        }
+        // SeqCst pairs with `set_idle`: either the consumer sees `queued` before it blocks, or
+        // this producer sees it idle and wakes it.
+        if self.watched.load(Ordering::Relaxed) && !self.idle.load(Ordering::SeqCst) {
+            return Ok(false);
         }
         Ok(!self.armed.swap(true, Ordering::AcqRel))
+    }
+
+    /// Switches to watched mode: the consumer reports idleness through [`Inbox::set_idle`].
+    pub fn watch(&self) {
+        self.watched.store(true, Ordering::SeqCst);
+    }
+
+    /// Consumer: about to block (`true`) or awake again (`false`). After `set_idle(true)` it
+    /// must check [`Inbox::has_jobs`] before blocking.
+    pub fn set_idle(&self, idle: bool) {
+        self.idle.store(idle, Ordering::SeqCst);
+    }
+
+    /// Consumer (watched mode): it has released the GIL (`true`) or taken it back.
+    pub fn set_detached(&self, detached: bool) {
+        self.detached.store(detached, Ordering::Release);
+    }
+
+    /// Whether a waiter that is about to take the GIL should first let the consumer release
+    /// it: true while a watched consumer holds it.
+    pub fn consumer_holds_gil(&self) -> bool {
+        self.watched.load(Ordering::Relaxed) && !self.detached.load(Ordering::Acquire)
+    }
+
+    /// Whether jobs are waiting to be taken.
+    pub fn has_jobs(&self) -> bool {
+        self.queued.load(Ordering::SeqCst) > 0
+    }
+
+    /// Whether jobs were taken within the last `nanos` nanoseconds.
+    pub fn busy_within(&self, nanos: u64) -> bool {
+        now_nanos().saturating_sub(self.last_take.load(Ordering::Relaxed)) < nanos
+    }
+
+    /// Consumer, awake, with jobs waiting: makes its own next poll of the socket see them.
+    pub fn wake_self(&self) {
+        if !self.armed.swap(true, Ordering::AcqRel) {
+            self.wake();
+        }
     }
 
     /// Wakes the consumer. Safe from any thread, with or without the GIL.
@@ -78,13 +149,17 @@ impl<J> Inbox<J> {
     pub fn take(&self) -> Vec<J> {
         self.armed.store(false, Ordering::SeqCst);
         self.clear_socket();
-        std::mem::take(&mut lock(&self.queue).jobs)
+        self.last_take.store(now_nanos(), Ordering::Relaxed);
+        let mut queue = lock(&self.queue);
+        self.queued.store(0, Ordering::SeqCst);
+        std::mem::take(&mut queue.jobs)
     }
 
     /// Refuses further jobs and returns those still queued.
     pub fn close(&self) -> Vec<J> {
         let mut queue = lock(&self.queue);
         queue.closed = true;
+        self.queued.store(0, Ordering::SeqCst);
         std::mem::take(&mut queue.jobs)
     }
 
@@ -132,6 +207,24 @@ mod tests {
             Ok(true),
             "the next batch needs a new wake-up"
         );
+    }
+
+    #[test]
+    fn watched_inbox_wakes_only_an_idle_consumer() {
+        let inbox = Inbox::new().unwrap();
+        inbox.watch();
+        assert_eq!(
+            inbox.push(1),
+            Ok(false),
+            "an awake consumer needs no wake-up"
+        );
+        assert!(inbox.has_jobs());
+        assert_eq!(inbox.take(), vec![1]);
+        assert!(!inbox.has_jobs());
+        assert!(inbox.busy_within(1_000_000_000));
+        inbox.set_idle(true);
+        assert_eq!(inbox.push(2), Ok(true), "an idle consumer is woken");
+        assert_eq!(inbox.push(3), Ok(false), "once");
     }
 
     #[test]

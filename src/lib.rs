@@ -4,7 +4,8 @@
 //! routing), `lifecycle` (a loop thread's states and fork), `inbox` (submission queue and
 //! wake-ups), `driver` (the native coroutine that settles outcomes), `completion` (the slots
 //! callers wait on), `waiter` (GIL-free waiting), `calls` (blocking calls, timeouts,
-//! cancellation), `reentry` (nested running), `home` (`to_thread` workers), `default` (the
+//! cancellation), `reentry` (nested running), `home` (`to_thread` workers), `hot` (the
+//! loop's spin-before-sleep selector), `default` (the
 //! default loop thread), `awaitable` (input checks), `py` (cached Python objects).
 
 use pyo3::prelude::*;
@@ -15,6 +16,7 @@ pub mod completion;
 pub mod default;
 pub mod driver;
 pub mod home;
+pub mod hot;
 pub mod inbox;
 pub mod lifecycle;
 pub mod portal;
@@ -26,6 +28,7 @@ pub mod waiter;
 fn _blockon(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<portal::Portal>()?;
     m.add_class::<driver::Driver>()?;
+    m.add_class::<hot::HotSelector>()?;
     m.add_function(wrap_pyfunction!(default::run, m)?)?;
     m.add_function(wrap_pyfunction!(default::submit, m)?)?;
     m.add_function(wrap_pyfunction!(default::_default_portal, m)?)?;

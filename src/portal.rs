@@ -19,6 +19,7 @@ use crate::calls::{self, spawn_task, Waiting};
 use crate::completion::{lock, Outcome};
 use crate::driver::{Driver, Target};
 use crate::home::home_loop;
+use crate::hot::HotSelector;
 use crate::lifecycle::{closed_error, CloseStep, Core, Job, Lifecycle};
 use crate::py::cached;
 use crate::reentry::run_nested;
@@ -255,6 +256,15 @@ impl Portal {
     /// Loop thread: its loop exists; returns the descriptor to watch with `add_reader`.
     fn _attach(&self, event_loop: Py<PyAny>) -> PyResult<i32> {
         Ok(self.life.attach(event_loop)?.inbox.read_fd())
+    }
+
+    /// Loop thread: wraps the loop's selector so the loop spins briefly before it sleeps.
+    fn _hot_selector(&self, py: Python<'_>, real: Py<PyAny>) -> PyResult<HotSelector> {
+        let core = self
+            .life
+            .attached()
+            .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("no loop attached"))?;
+        HotSelector::new(py, real, core)
     }
 
     /// Loop thread: ready for work.

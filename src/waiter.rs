@@ -64,6 +64,21 @@ pub fn spin<T>(slot: &Slot<T>, until: Instant) -> bool {
     result
 }
 
+/// How long a waiter lets the loop thread release the GIL before taking it anyway.
+const HOLD_OFF: Duration = Duration::from_micros(30);
+
+fn hold_off(gil_busy: Option<&(dyn Fn() -> bool + Sync)>) {
+    let Some(gil_busy) = gil_busy else {
+        return;
+    };
+    let end = Instant::now() + HOLD_OFF;
+    while gil_busy() && Instant::now() < end {
+        for _ in 0..16 {
+            std::hint::spin_loop();
+        }
+    }
+}
+
 /// What ended a wait.
 pub enum Wake {
     /// The slot is complete.
@@ -78,12 +93,17 @@ pub enum Wake {
 /// GIL this thread still holds); `spin_first` lets the first slice spin before parking.
 ///
 /// An error is what a signal handler raised (`KeyboardInterrupt` for Ctrl-C).
+///
+/// `gil_busy`, if given, says whether the thread that completes the slot still holds the
+/// GIL; once the slot is complete, the waiter spins briefly while it does, so that taking the
+/// GIL back finds it free instead of sleeping on the GIL's own condition variable.
 pub fn wait<T: Send>(
     py: Python<'_>,
     slot: &Slot<T>,
     until: Option<Instant>,
     first: Option<&(dyn Fn() + Sync)>,
     spin_first: bool,
+    gil_busy: Option<&(dyn Fn() -> bool + Sync)>,
 ) -> PyResult<Wake> {
     let mut first = first;
     loop {
@@ -93,6 +113,7 @@ pub fn wait<T: Send>(
             if let Some(kick) = kick {
                 kick();
                 if spin_first && spin(slot, slice_end) {
+                    hold_off(gil_busy);
                     return true;
                 }
             }

@@ -21,6 +21,8 @@ from typing import Any, cast
 
 from . import _blockon
 
+_SelectorLoop = asyncio.selector_events.BaseSelectorEventLoop
+
 #: Seconds each shutdown step (cancelled tasks, async generators, executor) may take.
 SHUTDOWN_STEP_TIMEOUT = 5.0
 #: Seconds interpreter exit waits for each loop thread to close.
@@ -120,6 +122,9 @@ class LoopThread(_blockon.Portal):
                 )
             fd = self._attach(loop)
             loop.add_reader(fd, self._drain)
+            if self._loop_factory is None and isinstance(loop, _SelectorLoop):
+                # Our own stdlib loop: let it spin briefly before it sleeps (see hot.rs).
+                loop._selector = self._hot_selector(loop._selector)  # type: ignore[attr-defined]
         except BaseException as exc:
             if loop is not None:
                 loop.close()
