@@ -73,12 +73,9 @@ pub fn on_core(
         context,
         link: None,
     };
-    let must_wake = match core.inbox.push(job) {
-        Ok(must_wake) => must_wake,
-        Err(_) => {
-            driver.get().abandon(py, Outcome::Cancelled)?;
-            return Err(closed_error());
-        }
+    let Ok(must_wake) = core.inbox.push(job) else {
+        driver.get().abandon(py, Outcome::Cancelled)?;
+        return Err(closed_error());
     };
     let inbox = &core.inbox;
     let kick = move || {

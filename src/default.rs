@@ -20,14 +20,19 @@ pub fn _set_default_factory(py: Python<'_>, factory: Py<PyAny>) {
 }
 
 /// The default loop thread (created, not started, on first use).
-#[pyfunction]
-pub fn _default_portal(py: Python<'_>) -> PyResult<&Py<Portal>> {
+pub fn default_portal(py: Python<'_>) -> PyResult<&Py<Portal>> {
     DEFAULT.get_or_try_init(py, || {
         let factory = FACTORY
             .get(py)
             .ok_or_else(|| PyRuntimeError::new_err("import blockon, not blockon._blockon"))?;
         Ok(factory.bind(py).call0()?.cast_into::<Portal>()?.unbind())
     })
+}
+
+/// Python's way to [`default_portal`].
+#[pyfunction]
+pub fn _default_portal(py: Python<'_>) -> PyResult<Py<Portal>> {
+    default_portal(py).map(|p| p.clone_ref(py))
 }
 
 /// Run one awaitable and return its result, from synchronous code anywhere.
@@ -48,7 +53,7 @@ pub fn run(
     nest: bool,
     r#loop: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Py<PyAny>> {
-    let portal = match _default_portal(py) {
+    let portal = match default_portal(py) {
         Ok(portal) => portal.bind(py),
         Err(err) => {
             crate::awaitable::discard(aw);
@@ -63,5 +68,5 @@ pub fn run(
 #[pyfunction]
 #[pyo3(signature = (aw, /))]
 pub fn submit(py: Python<'_>, aw: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-    portal::submit(_default_portal(py)?.bind(py), aw)
+    portal::submit(default_portal(py)?.bind(py), aw)
 }

@@ -181,13 +181,14 @@ mod tests {
     use std::sync::Arc;
     use std::thread;
 
-    fn readable(inbox: &Inbox<u32>) -> bool {
-        let mut buf = [0_u8; 1];
-        match (&inbox.rx).peek(&mut buf) {
-            Ok(n) => n > 0,
+    /// Reads (and so consumes) the wake-up bytes waiting on the consumer's socket.
+    fn pending_bytes(inbox: &Inbox<u32>) -> usize {
+        let mut buf = [0_u8; 16];
+        match (&inbox.rx).read(&mut buf) {
+            Ok(n) => n,
             Err(e) => {
                 assert_eq!(e.kind(), ErrorKind::WouldBlock);
-                false
+                0
             }
         }
     }
@@ -199,14 +200,16 @@ mod tests {
         inbox.wake();
         assert_eq!(inbox.push(2), Ok(false), "a wake-up is already on its way");
         assert_eq!(inbox.push(3), Ok(false));
-        assert!(readable(&inbox));
+        assert_eq!(pending_bytes(&inbox), 1, "three jobs, one wake-up byte");
         assert_eq!(inbox.take(), vec![1, 2, 3]);
-        assert!(!readable(&inbox), "taking clears the wake-up byte");
         assert_eq!(
             inbox.push(4),
             Ok(true),
             "the next batch needs a new wake-up"
         );
+        inbox.wake();
+        assert_eq!(inbox.take(), vec![4]);
+        assert_eq!(pending_bytes(&inbox), 0, "taking clears the wake-up byte");
     }
 
     #[test]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import inspect
 import reprlib
 import types
@@ -162,10 +163,9 @@ def _finish_within(
     alarm = loop.call_at(deadline, _noop)  # so a step never sleeps past the deadline
     try:
         while not task.done() and loop.time() < deadline:
-            try:
+            # Keep stepping: the task reports its own errors.
+            with contextlib.suppress(Exception):
                 run_once()
-            except Exception:  # noqa: PERF203 - keep stepping; the task reports its own errors
-                continue
     finally:
         alarm.cancel()
 
@@ -207,10 +207,9 @@ class _Link:
         future.set_running_or_notify_cancel()
         task, loop = self.task, self.loop
         if task is not None and loop is not None and not task.done():
-            try:
+            # A closed loop refuses; its shutdown cancelled the task already.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(task.cancel)
-            except RuntimeError:
-                pass  # the loop closed; its shutdown cancelled the task already
 
 
 def link_future(future: Future[Any]) -> _Link:

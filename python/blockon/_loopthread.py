@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import os
 import threading
 import weakref
@@ -71,7 +72,7 @@ class LoopThread(_blockon.Portal):
 
         Raised when closed: ``RuntimeError``.
         """
-        return cast(asyncio.AbstractEventLoop, self._event_loop())
+        return self._event_loop()
 
     def close(self, timeout: float | None = None) -> None:
         """Stop the loop thread and shut its loop down, as interpreter exit does.
@@ -117,9 +118,7 @@ class LoopThread(_blockon.Portal):
             factory = self._loop_factory or asyncio.new_event_loop
             loop = factory()
             if not isinstance(loop, asyncio.AbstractEventLoop):
-                raise TypeError(
-                    f"loop_factory returned {type(loop).__name__!r}, not an event loop"
-                )
+                raise TypeError(f"loop_factory returned {type(loop).__name__!r}, not an event loop")
             fd = self._attach(loop)
             loop.add_reader(fd, self._drain)
             if self._loop_factory is None and isinstance(loop, _SelectorLoop):
@@ -145,8 +144,10 @@ class LoopThread(_blockon.Portal):
                     loop.run_until_complete(asyncio.wait_for(step(), SHUTDOWN_STEP_TIMEOUT))
                 except TimeoutError:
                     loop.call_exception_handler(
-                        {"message": f"blockon: {step.__name__}() took over "
-                         f"{SHUTDOWN_STEP_TIMEOUT} s while closing {self!r}; gave up on it"}
+                        {
+                            "message": f"blockon: {step.__name__}() took over "
+                            f"{SHUTDOWN_STEP_TIMEOUT} s while closing {self!r}; gave up on it"
+                        }
                     )
         finally:
             loop.remove_reader(fd)
@@ -184,10 +185,9 @@ def default_loop_thread() -> LoopThread:
 
 def _close_all_at_exit() -> None:
     for loop_thread in list(_live):
-        try:
+        # Exit must go on whatever happens: the thread is a daemon.
+        with contextlib.suppress(Exception):
             loop_thread.close(timeout=EXIT_TIMEOUT)
-        except Exception:  # noqa: PERF203,S110 - exit must go on; the thread is a daemon
-            pass
 
 
 def _register(factory: Callable[[], Any]) -> None:
