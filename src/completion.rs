@@ -128,8 +128,9 @@ impl Call {
         Ok(())
     }
 
-    /// Drops the task reference once the outcome is in.
-    pub fn forget_task(&self) {
+    /// Stores the outcome (first one wins) and drops the task reference.
+    pub fn settle(&self, outcome: Outcome) {
+        self.outcome.complete(outcome);
         lock(&self.task).take();
     }
 }

@@ -20,12 +20,12 @@
 use std::sync::Arc;
 
 use pyo3::exceptions::PyStopIteration;
-use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 
 use crate::completion::{Call, Outcome};
 use crate::py::cached;
+use crate::stepping::{self, Sent};
 
 /// Where an outcome goes.
 pub enum Target {
@@ -41,11 +41,6 @@ pub struct Driver {
     /// The coroutine, or the iterator returned by another awaitable's `__await__`.
     inner: Py<PyAny>,
     target: Target,
-}
-
-enum Sent {
-    Yielded(Py<PyAny>),
-    Returned(Py<PyAny>),
 }
 
 impl Driver {
@@ -67,21 +62,14 @@ impl Driver {
     /// Gives up on the awaitable: closes it (no "never awaited" warning for one that never
     /// ran) and settles `outcome` unless it had already finished.
     pub fn abandon(&self, py: Python<'_>, outcome: Outcome) -> PyResult<()> {
-        let inner = self.inner.bind(py);
-        let closed = match inner.getattr_opt(intern!(py, "close"))? {
-            Some(close) => close.call0().map(drop),
-            None => Ok(()),
-        };
+        let closed = stepping::close(self.inner.bind(py));
         self.settle(py, outcome);
         closed
     }
 
     fn settle(&self, py: Python<'_>, outcome: Outcome) {
         match &self.target {
-            Target::Call(call) => {
-                call.outcome.complete(outcome);
-                call.forget_task();
-            }
+            Target::Call(call) => call.settle(outcome),
             Target::Future(future) => {
                 let (kind, value) = match outcome {
                     Outcome::Value(v) => ("result", v),
@@ -97,74 +85,17 @@ impl Driver {
         }
     }
 
-    fn send_inner(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Sent> {
-        let mut out: *mut ffi::PyObject = std::ptr::null_mut();
-        // SAFETY: `inner` and `value` are live references kept alive by `self` and the caller
-        // for the whole call; PyIter_Send stores a new reference (or NULL) in `out`.
-        let status = unsafe { ffi::PyIter_Send(self.inner.as_ptr(), value.as_ptr(), &raw mut out) };
-        match status {
-            // SAFETY: on PYGEN_NEXT and PYGEN_RETURN, `out` is a new, non-NULL reference.
-            ffi::PySendResult::PYGEN_NEXT => Ok(Sent::Yielded(unsafe { own(py, out) })),
-            // SAFETY: as above.
-            ffi::PySendResult::PYGEN_RETURN => Ok(Sent::Returned(unsafe { own(py, out) })),
-            ffi::PySendResult::PYGEN_ERROR => Err(PyErr::fetch(py)),
-        }
-    }
-
-    fn throw_inner(
-        &self,
-        py: Python<'_>,
-        args: &Bound<'_, pyo3::types::PyTuple>,
-    ) -> PyResult<Sent> {
-        let inner = self.inner.bind(py);
-        let Some(throw) = inner.getattr_opt(intern!(py, "throw"))? else {
-            // Like `yield from`: an iterator without `throw` gets the exception raised at it.
-            let exc = args.get_item(0)?;
-            return Err(
-                if exc.is_instance_of::<pyo3::exceptions::PyBaseException>() {
-                    PyErr::from_value(exc)
-                } else {
-                    PyErr::from_value(exc.call0()?)
-                },
-            );
-        };
-        match throw.call1(args) {
-            Ok(yielded) => Ok(Sent::Yielded(yielded.unbind())),
-            Err(err) if err.is_instance_of::<PyStopIteration>(py) => {
-                let value = err.value(py).getattr(intern!(py, "value"))?;
-                Ok(Sent::Returned(value.unbind()))
-            }
-            Err(err) => Err(err),
-        }
-    }
-
     /// Turns one step's result into what the task sees: the yielded value, or
     /// `StopIteration` once the awaitable has finished and its outcome is settled.
     fn finish(&self, py: Python<'_>, step: PyResult<Sent>) -> PyResult<Py<PyAny>> {
         let outcome = match step {
             Ok(Sent::Yielded(value)) => return Ok(value),
             Ok(Sent::Returned(value)) => Outcome::Value(value),
-            Err(err) => {
-                let cancelled = cached(py)?.asyncio_cancelled.bind(py);
-                if err.is_instance(py, cancelled) {
-                    Outcome::Cancelled
-                } else {
-                    Outcome::Raised(err.into_value(py).into_any())
-                }
-            }
+            Err(err) => stepping::outcome_of(py, err),
         };
         self.settle(py, outcome);
         Err(PyStopIteration::new_err(()))
     }
-}
-
-/// Takes ownership of a new reference returned by the C API.
-///
-/// # Safety
-/// `ptr` must be a new, non-NULL reference.
-unsafe fn own(py: Python<'_>, ptr: *mut ffi::PyObject) -> Py<PyAny> {
-    // SAFETY: guaranteed by the caller.
-    unsafe { Bound::from_owned_ptr(py, ptr) }.unbind()
 }
 
 #[pymethods]
@@ -174,18 +105,18 @@ impl Driver {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let step = self.send_inner(py, &py.None().into_bound(py));
+        let step = stepping::send(self.inner.bind(py), &py.None().into_bound(py));
         self.finish(py, step)
     }
 
     fn send(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let step = self.send_inner(py, value);
+        let step = stepping::send(self.inner.bind(py), value);
         self.finish(py, step)
     }
 
     #[pyo3(signature = (*args))]
     fn throw(&self, py: Python<'_>, args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<Py<PyAny>> {
-        let step = self.throw_inner(py, args);
+        let step = stepping::throw(self.inner.bind(py), args);
         self.finish(py, step)
     }
 

@@ -20,8 +20,11 @@ pub mod hot;
 pub mod inbox;
 pub mod lifecycle;
 pub mod portal;
+pub mod prefetch;
 pub mod py;
 pub mod reentry;
+pub mod session;
+pub mod stepping;
 pub mod waiter;
 
 #[pymodule]
@@ -29,6 +32,7 @@ fn _blockon(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<portal::Portal>()?;
     m.add_class::<driver::Driver>()?;
     m.add_class::<hot::HotSelector>()?;
+    m.add_class::<session::Session>()?;
     m.add_function(wrap_pyfunction!(default::run, m)?)?;
     m.add_function(wrap_pyfunction!(default::submit, m)?)?;
     m.add_function(wrap_pyfunction!(default::_default_portal, m)?)?;

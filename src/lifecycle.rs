@@ -21,9 +21,11 @@ use std::time::Instant;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
-use crate::completion::lock;
+use crate::completion::{lock, Call};
 use crate::driver::Driver;
 use crate::inbox::Inbox;
+use crate::prefetch::Prefetch;
+use crate::session::{Session, Step};
 
 /// Incremented in a child process after `os.fork()`.
 static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
@@ -51,8 +53,30 @@ pub enum Job {
     },
     /// Cancel the task running this driver.
     Cancel(Py<Driver>),
+    /// Queue a step on a session (starting its task in `context` on first use).
+    Step {
+        session: Py<Session>,
+        step: Step,
+        context: Option<Py<PyAny>>,
+    },
+    /// Cancel one step of a session.
+    CancelStep(Py<Session>, Arc<Call>),
+    /// Something else for a session to do.
+    Session(Py<Session>, SessionJob),
     /// Stop the loop (the thread then shuts it down).
     Stop,
+}
+
+/// Session jobs that settle no call of their own.
+pub enum SessionJob {
+    /// The consumer made room in the prefetch buffer: resume pumping.
+    Unpark,
+    /// Start pumping into this buffer.
+    StartPump(Arc<Prefetch>),
+    /// Stop pumping (cancel the in-flight `__anext__`).
+    StopPump,
+    /// No more steps: end the task once idle.
+    Finish,
 }
 
 /// A running loop thread's shared parts.
@@ -63,7 +87,8 @@ pub struct Core {
 }
 
 impl Core {
-    fn is_current(&self) -> bool {
+    /// Whether this core belongs to this process (and not to a parent before a fork).
+    pub fn is_current(&self) -> bool {
         self.generation == fork_generation()
     }
 }

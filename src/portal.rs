@@ -20,9 +20,10 @@ use crate::completion::{lock, Outcome};
 use crate::driver::{Driver, Target};
 use crate::home::home_loop;
 use crate::hot::HotSelector;
-use crate::lifecycle::{closed_error, CloseStep, Core, Job, Lifecycle};
+use crate::lifecycle::{closed_error, CloseStep, Core, Job, Lifecycle, SessionJob};
 use crate::py::cached;
 use crate::reentry::run_nested;
+use crate::session::Session;
 use crate::waiter;
 
 /// The engine half of a loop thread. Subclassed by `blockon.LoopThread`, which supplies the
@@ -306,6 +307,21 @@ impl Portal {
                     .bind(py)
                     .call_method0(intern!(py, "_cancel"))
                     .map(drop),
+                Job::Step {
+                    session,
+                    step,
+                    context,
+                } => Session::enqueue(session.bind(py), step, context.as_ref().map(|c| c.bind(py))),
+                Job::CancelStep(session, call) => session.get().cancel_step(py, &call),
+                Job::Session(session, job) => {
+                    let session = session.get();
+                    match job {
+                        SessionJob::Unpark => session.unpark(py),
+                        SessionJob::StartPump(buffer) => session.start_pump(py, buffer),
+                        SessionJob::StopPump => session.stop_pump(py),
+                        SessionJob::Finish => session.finish(py),
+                    }
+                }
                 Job::Stop => event_loop.call_method0(intern!(py, "stop")).map(drop),
             };
             if let Err(err) = done {

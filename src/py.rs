@@ -24,8 +24,9 @@ pub struct Cached {
     pub future_type: Py<PyAny>,
     /// `blockon._hooks.awaitable_iterator(obj)`: the iterator to drive, or a teaching TypeError.
     pub awaitable_iterator: Py<PyAny>,
-    /// `blockon._hooks.run_nested(loop, driver, context, timeout, grace) -> bool`: re-entrant running.
-    pub run_nested: Py<PyAny>,
+    /// `blockon._hooks.drive_until(loop, start, done, cancel, timeout, grace) -> bool`:
+    /// re-entrant running.
+    pub drive_until: Py<PyAny>,
     /// `blockon._hooks.settle_future(future, kind, value)`.
     pub settle_future: Py<PyAny>,
     /// `blockon._hooks.link_future(future) -> link`: ties a `submit` future to its task.
@@ -56,7 +57,7 @@ pub fn cached(py: Python<'_>) -> PyResult<&Cached> {
                 .unbind(),
             future_type: attr(py, "concurrent.futures", "Future")?.unbind(),
             awaitable_iterator: hooks.getattr("awaitable_iterator")?.unbind(),
-            run_nested: hooks.getattr("run_nested")?.unbind(),
+            drive_until: hooks.getattr("drive_until")?.unbind(),
             settle_future: hooks.getattr("settle_future")?.unbind(),
             link_future: hooks.getattr("link_future")?.unbind(),
             attach_task: hooks.getattr("attach_task")?.unbind(),

@@ -2,7 +2,7 @@
 
 - ``awaitable_iterator``: what to drive for a non-coroutine awaitable, and the error messages
   that teach when something else was passed.
-- ``run_nested``: re-entrant running on the caller's own loop (SPEC section 2).
+- ``drive_until``: re-entrant running on the caller's own loop (SPEC section 2).
 - ``settle_future``, ``link_future``, ``attach_task``: the ``concurrent.futures.Future``
   handed out by ``submit``.
 """
@@ -97,24 +97,26 @@ def _reentry_points(loop: asyncio.AbstractEventLoop) -> tuple[Callable[[], None]
     )
 
 
-def run_nested(
+def drive_until(
     loop: asyncio.AbstractEventLoop,
-    driver: Any,
-    context: Any,
+    start: Callable[[], None],
+    done: Callable[[], bool],
+    cancel: Callable[[], None],
     timeout: float | None,
     grace: float,
 ) -> bool:
-    """Run ``driver`` as a task on ``loop``, which is running in this thread, until it is done.
+    """Step ``loop``, which is running in this thread, until ``done()``; ``start()`` first.
 
     Steps the loop one iteration at a time from inside the callback that called us. Scoped:
     asyncio is not patched, the Task class is not swapped. While nested, the caller's task
-    is "left" so other tasks can be entered, and re-entered afterwards. Returns whether the
-    timeout fired. Raises ``CancelledError`` if the caller's own task was cancelled meanwhile,
-    and re-raises ``KeyboardInterrupt`` (after cancelling and a bounded cleanup).
+    is "left" so other tasks can be entered, and re-entered afterwards. ``cancel()`` stops
+    the work on timeout, on Ctrl-C, and when the caller's own task is cancelled meanwhile.
+    Returns whether the timeout fired; raises ``CancelledError`` if the caller's task was
+    cancelled, and re-raises ``KeyboardInterrupt`` after a cleanup bounded by ``grace``.
     """
     run_once, ready = _reentry_points(loop)
     assert _enter_task is not None and _leave_task is not None
-    task = loop.create_task(driver, context=context)
+    start()
     outer = asyncio.current_task(loop)
     # The outer iteration of the loop (the one running our caller) will pop as many handles
     # as were queued when we entered; we must not leave it fewer. See _pad_ready.
@@ -124,7 +126,7 @@ def run_nested(
     def expire() -> None:
         nonlocal fired
         fired = True
-        task.cancel()
+        cancel()
 
     timer = loop.call_later(max(timeout, 0.0), expire) if timeout is not None else None
     outer_cancels = outer.cancelling() if outer is not None else 0
@@ -132,14 +134,14 @@ def run_nested(
     if outer is not None:
         _leave_task(loop, outer)
     try:
-        while not task.done():
+        while not done():
             run_once()
             if not outer_cancelled and outer is not None and outer.cancelling() > outer_cancels:
                 outer_cancelled = True
-                task.cancel()
+                cancel()
     except BaseException:
-        task.cancel()
-        _finish_within(loop, run_once, task, grace)
+        cancel()
+        _finish_within(loop, run_once, done, grace)
         raise
     finally:
         if timer is not None:
@@ -155,14 +157,14 @@ def run_nested(
 def _finish_within(
     loop: asyncio.AbstractEventLoop,
     run_once: Callable[[], None],
-    task: asyncio.Task[Any],
+    done: Callable[[], bool],
     grace: float,
 ) -> None:
-    """Step the loop until ``task`` is done or ``grace`` seconds pass."""
+    """Step the loop until ``done()`` or ``grace`` seconds pass."""
     deadline = loop.time() + grace
     alarm = loop.call_at(deadline, _noop)  # so a step never sleeps past the deadline
     try:
-        while not task.done() and loop.time() < deadline:
+        while not done() and loop.time() < deadline:
             # Keep stepping: the task reports its own errors.
             with contextlib.suppress(Exception):
                 run_once()

@@ -1,0 +1,254 @@
+"""Whole-process behaviour, in fresh interpreters: Ctrl-C, interpreter exit, os.fork."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and fork")
+
+
+def clean_env():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHONASYNCIODEBUG")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run_script(script, *args, timeout=30):
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, *args, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=clean_env(),
+    )
+    return proc, time.monotonic() - started
+
+
+# --- Ctrl-C --------------------------------------------------------------------------------
+
+CTRL_C_SCRIPT = """
+import asyncio, sys
+import blockon
+
+KIND = {kind!r}
+
+async def main():
+    try:
+        print("started", flush=True)
+        await asyncio.sleep(3600)
+    except asyncio.CancelledError:
+        print("cancelled", flush=True)
+        raise
+    finally:
+        await asyncio.sleep(0.05)  # cleanup that needs the loop for a while
+        print("cleanup done", flush=True)
+
+def call():
+    if KIND == "default":
+        return blockon.run(main())
+    if KIND == "timeout":
+        return blockon.run(main(), timeout=3600)
+    import uvloop
+    with blockon.LoopThread(uvloop.new_event_loop) as lt:
+        return lt.run(main())
+
+try:
+    call()
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+    raise
+print("returned normally", flush=True)
+"""
+
+
+def send_sigint_after_started(script):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
+    try:
+        first = proc.stdout.readline()
+        assert first == "started\n", (first, proc.stderr.read() if proc.poll() else "")
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        return proc, out, err, time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("kind", ["default", "timeout", "uvloop"])
+def test_ctrl_c_while_main_thread_waits_in_run(kind):
+    if kind == "uvloop":
+        pytest.importorskip("uvloop")
+    proc, out, err, elapsed = send_sigint_after_started(CTRL_C_SCRIPT.format(kind=kind))
+    assert out.splitlines() == ["cancelled", "cleanup done", "KeyboardInterrupt"], err
+    assert "KeyboardInterrupt" in err
+    assert proc.returncode == -signal.SIGINT, err
+    # Noticed within 100 ms, cleanup 50 ms, interpreter exit: a generous bound.
+    assert elapsed < 5, elapsed
+
+
+STUBBORN_SCRIPT = """
+import asyncio
+import blockon
+
+blockon.default_loop_thread().cancel_grace = 0.3
+
+async def main():
+    try:
+        print("started", flush=True)
+        await asyncio.sleep(3600)
+    except asyncio.CancelledError:
+        print("swallowed", flush=True)
+        await asyncio.sleep(3600)  # cleanup that does not finish; cancelled again at exit
+
+try:
+    blockon.run(main())
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+    raise
+"""
+
+
+def test_ctrl_c_with_cleanup_that_does_not_finish_is_bounded():
+    proc, out, err, elapsed = send_sigint_after_started(STUBBORN_SCRIPT)
+    assert out.splitlines() == ["swallowed", "KeyboardInterrupt"], err
+    assert proc.returncode == -signal.SIGINT, err
+    # cancel_grace 0.3 s (design notes; the default is 5 s), then a bounded exit.
+    assert elapsed < 4, elapsed
+
+
+# --- interpreter exit ----------------------------------------------------------------------
+
+EXIT_SCRIPT = """
+import asyncio, threading
+import blockon
+
+task_started = threading.Event()
+
+async def leftover():
+    try:
+        task_started.set()
+        await asyncio.sleep(3600)
+    finally:
+        await asyncio.sleep(0)
+        print("task finally", flush=True)
+
+async def agen():
+    try:
+        yield 1
+        yield 2
+    finally:
+        await asyncio.sleep(0)
+        print("agen finally", flush=True)
+
+async def start_gen():
+    gen = agen()
+    return gen, await gen.__anext__()
+
+fut = blockon.submit(leftover())
+assert task_started.wait(30)
+gen, first = blockon.run(start_gen())
+print("main done", first, flush=True)
+"""
+
+
+@pytest.mark.parametrize("args", [(), ("-X", "dev")], ids=["plain", "dev-mode"])
+def test_exit_with_leftover_task_and_half_consumed_async_generator(args):
+    proc, elapsed = run_script(EXIT_SCRIPT, *args)
+    assert proc.stderr == ""
+    assert proc.returncode == 0
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "main done 1"
+    assert sorted(lines[1:]) == ["agen finally", "task finally"]
+    assert elapsed < 10, elapsed
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "import blockon\n",
+        "import asyncio, blockon\nassert blockon.run(asyncio.sleep(0, 5)) == 5\n",
+        "import asyncio, blockon\nblockon.submit(asyncio.sleep(0)).result()\n",
+    ],
+    ids=["import-only", "one-run", "one-submit"],
+)
+@pytest.mark.parametrize("args", [(), ("-X", "dev")], ids=["plain", "dev-mode"])
+def test_clean_program_exits_quickly_and_prints_nothing(script, args):
+    proc, elapsed = run_script(script, *args)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+    assert elapsed < 10, elapsed
+
+
+def test_exit_with_a_user_loop_thread_closed_explicitly():
+    script = """
+    import asyncio, blockon
+    lt = blockon.LoopThread()
+    assert lt.run(asyncio.sleep(0, 1)) == 1
+    lt.close()
+    """
+    proc, _ = run_script(script, "-X", "dev")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+
+
+# --- os.fork -------------------------------------------------------------------------------
+
+FORK_SCRIPT = """
+import asyncio, os, sys, threading, warnings
+import blockon
+
+# Python 3.12+ warns that fork() in a multi-threaded process may deadlock; that is the point.
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+BUSY = {busy!r}
+
+async def pid_and_thread():
+    await asyncio.sleep(0)
+    return os.getpid(), threading.get_ident()
+
+parent_pid, parent_loop_thread = blockon.run(pid_and_thread())
+assert parent_pid == os.getpid()
+if BUSY:
+    started = threading.Event()
+    async def busy():
+        started.set()
+        await asyncio.sleep(3600)
+    busy_future = blockon.submit(busy())
+    assert started.wait(30)
+
+child = os.fork()
+if child == 0:
+    pid, _ = blockon.run(pid_and_thread())
+    assert pid == os.getpid() != parent_pid
+    assert blockon.submit(asyncio.sleep(0, "submitted")).result(timeout=30) == "submitted"
+    print("child ok", flush=True)
+    sys.exit(0)  # a normal interpreter exit in the child
+
+_, status = os.waitpid(child, 0)
+print("child exit", os.waitstatus_to_exitcode(status), flush=True)
+assert blockon.run(pid_and_thread()) == (parent_pid, parent_loop_thread)
+print("parent ok", flush=True)
+"""
+
+
+@pytest.mark.parametrize("busy", [False, True], ids=["idle", "busy"])
+def test_fork_child_uses_run(busy):
+    proc, elapsed = run_script(FORK_SCRIPT.format(busy=busy), timeout=45)
+    assert proc.stderr == ""
+    assert proc.returncode == 0
+    assert proc.stdout.splitlines() == ["child ok", "child exit 0", "parent ok"]
+    assert elapsed < 15, elapsed

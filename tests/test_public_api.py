@@ -1,0 +1,93 @@
+"""The public surface of `import blockon` (SPEC section 3) as the engine issue delivers it."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+import blockon
+import pytest
+
+# The engine issue delivers these four; later issues (to_thread, gather, map, wrap_context,
+# enter_context, wrap_iter, sync) add their names here as they land.
+EXPECTED_PUBLIC_NAMES = {"run", "submit", "LoopThread", "default_loop_thread"}
+
+P = inspect.Parameter
+
+
+def test_all_is_a_tuple_of_exactly_the_public_names():
+    assert isinstance(blockon.__all__, tuple)
+    assert len(set(blockon.__all__)) == len(blockon.__all__), "duplicates in __all__"
+    assert set(blockon.__all__) == EXPECTED_PUBLIC_NAMES
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PUBLIC_NAMES))
+def test_every_public_name_is_importable(name):
+    module = importlib.import_module("blockon")
+    assert getattr(module, name) is not None
+    namespace = {}
+    exec(f"from blockon import {name}", namespace)
+    assert namespace[name] is getattr(blockon, name)
+
+
+def test_star_import_gives_exactly_all():
+    namespace = {}
+    exec("from blockon import *", namespace)
+    namespace.pop("__builtins__", None)
+    assert set(namespace) == set(blockon.__all__)
+
+
+def describe(signature):
+    return [(p.name, p.kind, p.default) for p in signature.parameters.values()]
+
+
+def test_signature_of_run():
+    assert describe(inspect.signature(blockon.run)) == [
+        ("aw", P.POSITIONAL_ONLY, P.empty),
+        ("timeout", P.KEYWORD_ONLY, None),
+        ("nest", P.KEYWORD_ONLY, False),
+        ("loop", P.KEYWORD_ONLY, None),
+    ]
+
+
+def test_signature_of_submit():
+    assert describe(inspect.signature(blockon.submit)) == [("aw", P.POSITIONAL_ONLY, P.empty)]
+
+
+def test_signature_of_loop_thread_methods():
+    lt = blockon.LoopThread()
+    try:
+        assert describe(inspect.signature(lt.run)) == describe(inspect.signature(blockon.run))
+        assert describe(inspect.signature(lt.submit)) == describe(inspect.signature(blockon.submit))
+    finally:
+        lt.close()
+
+
+def test_signature_of_loop_thread():
+    assert describe(inspect.signature(blockon.LoopThread)) == [
+        ("loop_factory", P.POSITIONAL_OR_KEYWORD, None),
+        ("name", P.KEYWORD_ONLY, "blockon"),
+        ("blocked_warning", P.KEYWORD_ONLY, 10.0),
+    ]
+
+
+def test_signature_of_default_loop_thread():
+    assert describe(inspect.signature(blockon.default_loop_thread)) == []
+
+
+def test_loop_thread_has_the_documented_members():
+    lt = blockon.LoopThread()
+    try:
+        for member in ("run", "submit", "close", "closed", "blocked_warning"):
+            assert hasattr(lt, member), member
+        assert callable(lt.__enter__)
+        assert callable(lt.__exit__)
+        assert lt.closed is False
+    finally:
+        lt.close()
+    assert lt.closed is True
+
+
+def test_public_callables_have_docstrings():
+    for name in EXPECTED_PUBLIC_NAMES:
+        assert inspect.getdoc(getattr(blockon, name)), name

@@ -1,0 +1,421 @@
+"""`run()` from a thread with no running loop: SPEC sections 2 (first row), 3 and 4."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import contextvars
+import functools
+import inspect
+import os
+import re
+import threading
+import traceback
+import types
+
+import blockon
+import pytest
+
+BLOCKON_DIR = os.path.dirname(os.path.abspath(blockon.__file__)) + os.sep
+VAR: contextvars.ContextVar[str] = contextvars.ContextVar("VAR", default="unset")
+
+
+class Boom(Exception):
+    pass
+
+
+class CustomBaseException(BaseException):
+    pass
+
+
+async def answer(value=42):
+    await asyncio.sleep(0)
+    return value
+
+
+async def fail_outer(exc):
+    await asyncio.sleep(0)
+    await fail_inner(exc)
+
+
+async def fail_inner(exc):
+    await asyncio.sleep(0)
+    raise exc
+
+
+def assert_closed_unrun(coro, ran):
+    """The coroutine was closed (so no "never awaited" warning) and its body never ran."""
+    assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
+    assert ran == []
+
+
+# --- results -----------------------------------------------------------------------------
+
+
+def test_returns_the_result(target):
+    assert target.run(answer()) == 42
+
+
+def test_returns_the_same_object(target):
+    obj = object()
+    assert target.run(answer(obj)) is obj
+
+
+def test_returns_none(target):
+    async def nothing():
+        await asyncio.sleep(0)
+
+    assert target.run(nothing()) is None
+
+
+def test_coroutine_that_never_suspends(target):
+    async def immediate():
+        return "now"
+
+    assert target.run(immediate()) == "now"
+
+
+def test_runs_on_the_loop_thread_not_the_caller(target):
+    async def where():
+        return threading.get_ident(), asyncio.get_running_loop()
+
+    ident, loop = target.run(where())
+    assert ident != threading.get_ident()
+    assert loop is target.loop
+
+
+def test_awaitable_object_with_dunder_await(target):
+    class Awaitable:
+        def __await__(self):
+            yield from asyncio.sleep(0).__await__()
+            return "awaited"
+
+    assert target.run(Awaitable()) == "awaited"
+
+
+def test_generator_based_coroutine(target):
+    @types.coroutine
+    def legacy():
+        yield from asyncio.sleep(0)
+        return "legacy"
+
+    assert target.run(legacy()) == "legacy"
+
+
+def test_future_and_task_of_the_same_loop(target):
+    async def make():
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        loop.call_soon(fut.set_result, "future")
+        task = asyncio.ensure_future(answer("task"))
+        return fut, task
+
+    fut, task = target.run(make())
+    assert target.run(fut) == "future"
+    assert target.run(task) == "task"
+
+
+def test_many_calls_in_a_row(target):
+    assert [target.run(answer(i)) for i in range(200)] == list(range(200))
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+def test_exception_is_the_same_object(target):
+    exc = Boom("boom")
+    with pytest.raises(Boom) as info:
+        target.run(fail_outer(exc))
+    assert info.value is exc
+
+
+def test_exception_raised_before_the_first_await(target):
+    exc = Boom("early")
+
+    async def early():
+        raise exc
+
+    with pytest.raises(Boom) as info:
+        target.run(early())
+    assert info.value is exc
+
+
+def test_traceback_shows_coroutine_frames_and_no_blockon_frames(target):
+    with pytest.raises(Boom) as info:
+        target.run(fail_outer(Boom("tb")))
+    frames = traceback.extract_tb(info.value.__traceback__)
+    names = [frame.name for frame in frames]
+    assert names[0] == "test_traceback_shows_coroutine_frames_and_no_blockon_frames"
+    assert names[-2:] == ["fail_outer", "fail_inner"]
+    inside_blockon = [f"{f.filename}:{f.lineno} {f.name}" for f in frames]
+    inside_blockon = [s for s in inside_blockon if s.startswith(BLOCKON_DIR)]
+    assert inside_blockon == []
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit, CustomBaseException])
+@pytest.mark.parametrize("when", ["first-step", "after-await"])
+def test_base_exceptions_raised_inside_propagate(target, exc_type, when):
+    exc = exc_type()
+
+    async def raiser():
+        if when == "after-await":
+            await asyncio.sleep(0)
+        raise exc
+
+    with pytest.raises(exc_type) as info:
+        target.run(raiser())
+    assert info.value is exc
+    # The loop thread survived it.
+    assert target.run(answer()) == 42
+
+
+# --- cancelled from elsewhere ------------------------------------------------------------
+
+
+async def cancels_itself():
+    asyncio.current_task().cancel()
+    await asyncio.sleep(0)
+    return "not reached"
+
+
+async def raises_cancelled_error():
+    await asyncio.sleep(0)
+    raise asyncio.CancelledError
+
+
+async def cancelled_by_a_loop_callback():
+    task = asyncio.current_task()
+    asyncio.get_running_loop().call_soon(task.cancel)
+    await asyncio.Event().wait()
+
+
+@pytest.mark.parametrize(
+    "make", [cancels_itself, raises_cancelled_error, cancelled_by_a_loop_callback]
+)
+def test_cancelled_from_elsewhere_raises_concurrent_cancelled_error(target, make):
+    with pytest.raises(concurrent.futures.CancelledError) as info:
+        target.run(make())
+    assert not isinstance(info.value, asyncio.CancelledError)
+    assert target.run(answer()) == 42
+
+
+def test_awaited_future_cancelled_elsewhere(target):
+    async def make():
+        return asyncio.get_running_loop().create_future()
+
+    fut = target.run(make())
+    target.loop.call_soon_threadsafe(fut.cancel)
+    with pytest.raises(concurrent.futures.CancelledError) as info:
+        target.run(fut)
+    assert not isinstance(info.value, asyncio.CancelledError)
+
+
+# --- context -----------------------------------------------------------------------------
+
+
+def test_runs_in_a_copy_of_the_callers_context(target):
+    async def read_then_write():
+        seen = VAR.get()
+        VAR.set("changed inside")
+        await asyncio.sleep(0)
+        return seen, VAR.get()
+
+    token = VAR.set("caller")
+    try:
+        assert target.run(read_then_write()) == ("caller", "changed inside")
+        assert VAR.get() == "caller"
+        # each call gets its own fresh copy
+        assert target.run(read_then_write()) == ("caller", "changed inside")
+        VAR.set("caller again")
+        assert target.run(read_then_write()) == ("caller again", "changed inside")
+    finally:
+        VAR.reset(token)
+
+
+def test_context_reaches_tasks_the_coroutine_spawns(target):
+    async def spawn():
+        return await asyncio.create_task(answer(VAR.get()))
+
+    token = VAR.set("inherited")
+    try:
+        assert target.run(spawn()) == "inherited"
+    finally:
+        VAR.reset(token)
+
+
+# --- timeouts ----------------------------------------------------------------------------
+
+
+def test_timeout_not_reached_returns_the_result(target):
+    assert target.run(answer(), timeout=30) == 42
+
+
+def test_timeout_cancels_then_waits_for_cleanup_then_raises(target):
+    log = []
+
+    async def slow():
+        try:
+            log.append("started")
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            log.append("cancelled")
+            raise
+        finally:
+            # Cleanup that needs the loop for a while: it must finish before run() raises.
+            await asyncio.sleep(0.05)
+            await asyncio.sleep(0)
+            log.append("cleanup done")
+
+    with pytest.raises(TimeoutError):
+        target.run(slow(), timeout=0.05)
+    assert log == ["started", "cancelled", "cleanup done"]
+
+
+def test_timeout_runs_aexit_to_completion(target):
+    log = []
+
+    class Resource:
+        async def __aenter__(self):
+            log.append("enter")
+            return self
+
+        async def __aexit__(self, *exc_info):
+            await asyncio.sleep(0.01)
+            log.append(("exit", exc_info[0]))
+
+    async def use():
+        async with Resource():
+            await asyncio.Event().wait()
+
+    with pytest.raises(TimeoutError):
+        target.run(use(), timeout=0.05)
+    assert log == ["enter", ("exit", asyncio.CancelledError)]
+
+
+def test_timeout_swallowed_cancellation_returns_the_value(target):
+    # Decided in docs/design-notes-for-contributors.md: asyncio.timeout() semantics.
+    async def swallow():
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            return "swallowed"
+
+    assert target.run(swallow(), timeout=0.05) == "swallowed"
+
+
+def test_timeout_cleanup_that_raises_propagates_that_exception(target):
+    exc = Boom("cleanup failed")
+
+    async def bad_cleanup():
+        try:
+            await asyncio.Event().wait()
+        finally:
+            raise exc
+
+    with pytest.raises(Boom) as info:
+        target.run(bad_cleanup(), timeout=0.05)
+    assert info.value is exc
+
+
+def test_timeout_error_raised_by_the_coroutine_itself(target):
+    exc = TimeoutError("my own")
+
+    async def own():
+        await asyncio.sleep(0)
+        raise exc
+
+    with pytest.raises(TimeoutError) as info:
+        target.run(own(), timeout=30)
+    assert info.value is exc
+
+
+# --- bad input ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [42, None, "text", [1, 2], {"a": 1}, (x for x in ()), lambda: None, object()],
+    ids=["int", "None", "str", "list", "dict", "generator", "function", "object"],
+)
+def test_non_awaitable_raises_type_error_naming_its_type(target, bad):
+    with pytest.raises(TypeError) as info:
+        target.run(bad)
+    assert type(bad).__name__ in str(info.value)
+
+
+async def fetch_thing():
+    return 1
+
+
+class Client:
+    async def fetch(self):
+        return 1
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [fetch_thing, Client().fetch, functools.partial(fetch_thing)],
+    ids=["function", "bound-method", "partial"],
+)
+def test_async_function_passed_uncalled_gets_a_hint(target, fn):
+    with pytest.raises(TypeError) as info:
+        target.run(fn)
+    message = str(info.value)
+    assert re.search(r"call it: [\w.]*run\(\w*\(\)\)", message), message
+
+
+def test_coroutine_not_run_because_of_a_bad_timeout_is_closed(target):
+    ran = []
+
+    async def work():
+        ran.append(True)
+
+    coro = work()
+    with pytest.raises((TypeError, ValueError)):
+        target.run(coro, timeout="soon")
+    assert_closed_unrun(coro, ran)
+
+
+def test_future_of_another_loop_fails_with_asyncios_error(target):
+    other = asyncio.new_event_loop()
+    try:
+        fut = other.create_future()
+        with pytest.raises(RuntimeError, match=r"different (event )?loop"):
+            target.run(fut)
+        assert target.run(answer()) == 42
+    finally:
+        other.close()
+
+
+def test_future_of_another_running_loop_fails_with_asyncios_error(target):
+    with blockon.LoopThread(name="other-loop") as other:
+
+        async def make():
+            return asyncio.get_running_loop().create_future()
+
+        fut = other.run(make())
+        try:
+            with pytest.raises(RuntimeError, match=r"different (event )?loop"):
+                target.run(fut)
+        finally:
+            other.loop.call_soon_threadsafe(fut.cancel)
+
+
+def test_primitive_bound_to_another_loop_fails_with_asyncios_error(target):
+    event = asyncio.Event()
+
+    async def bind():
+        waiter = asyncio.ensure_future(event.wait())
+        await asyncio.sleep(0)
+        waiter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiter
+
+    other = asyncio.new_event_loop()
+    try:
+        other.run_until_complete(bind())
+    finally:
+        other.close()
+    with pytest.raises(RuntimeError, match=r"different (event )?loop"):
+        target.run(event.wait())

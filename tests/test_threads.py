@@ -1,0 +1,179 @@
+"""Many threads at once: SPEC section 4, Threads."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import threading
+
+import blockon
+import pytest
+
+N_THREADS = 32
+ROUNDS = 20
+VAR: contextvars.ContextVar[object] = contextvars.ContextVar("VAR", default=None)
+
+
+def run_in_threads(n, body):
+    """Start n threads released together by a barrier; return their results, re-raise errors."""
+    barrier = threading.Barrier(n)
+    results = [None] * n
+    errors = []
+
+    def worker(i):
+        try:
+            barrier.wait(timeout=30)
+            results[i] = body(i)
+        except BaseException as exc:
+            errors.append((i, exc))
+
+    threads = [threading.Thread(target=worker, args=(i,), name=f"caller-{i}") for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(45)
+    assert not [t.name for t in threads if t.is_alive()], "threads still running (hang)"
+    if errors:
+        raise AssertionError(f"{len(errors)} threads failed: {errors[:3]!r}") from errors[0][1]
+    return results
+
+
+async def echo(value):
+    await asyncio.sleep(0)
+    return value, VAR.get()
+
+
+def test_32_threads_calling_run_at_once_each_get_their_own_result(target):
+    def body(i):
+        VAR.set(("thread", i))
+        return [target.run(echo((i, k))) for k in range(ROUNDS)]
+
+    results = run_in_threads(N_THREADS, body)
+    assert results == [[((i, k), ("thread", i)) for k in range(ROUNDS)] for i in range(N_THREADS)]
+
+
+def test_32_threads_mixing_run_and_submit(target):
+    def body(i):
+        futures = [target.submit(echo(("s", i, k))) for k in range(ROUNDS)]
+        direct = [target.run(echo(("r", i, k)))[0] for k in range(ROUNDS)]
+        return direct, [f.result(timeout=30)[0] for f in futures]
+
+    results = run_in_threads(N_THREADS, body)
+    for i, (direct, submitted) in enumerate(results):
+        assert direct == [("r", i, k) for k in range(ROUNDS)]
+        assert submitted == [("s", i, k) for k in range(ROUNDS)]
+
+
+def test_32_threads_exceptions_go_to_their_own_caller(target):
+    class Tagged(Exception):
+        pass
+
+    async def fail(tag):
+        await asyncio.sleep(0)
+        raise Tagged(tag)
+
+    def body(i):
+        tags = []
+        for k in range(ROUNDS):
+            try:
+                target.run(fail((i, k)))
+            except Tagged as exc:
+                tags.append(exc.args[0])
+        return tags
+
+    results = run_in_threads(N_THREADS, body)
+    assert results == [[(i, k) for k in range(ROUNDS)] for i in range(N_THREADS)]
+
+
+def test_no_lock_is_held_while_user_code_runs(target):
+    """Thread A's coroutine waits for something only thread B's call can do."""
+    setup = {}
+
+    async def make_event():
+        setup["event"] = asyncio.Event()
+
+    target.run(make_event())
+    a_started = threading.Event()
+
+    async def waiter():
+        a_started.set()
+        await setup["event"].wait()
+        return "a done"
+
+    async def setter():
+        setup["event"].set()
+        return "b done"
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        a = pool.submit(target.run, waiter())
+        assert a_started.wait(30)
+        b = pool.submit(target.run, setter())
+        assert b.result(timeout=30) == "b done"
+        assert a.result(timeout=30) == "a done"
+
+
+def test_user_code_calling_run_from_a_worker_thread_it_started(target):
+    """A coroutine on the loop waits on a thread that itself calls run() on that loop."""
+
+    async def inner():
+        await asyncio.sleep(0)
+        return "inner"
+
+    async def outer():
+        return await asyncio.to_thread(target.run, inner())
+
+    assert target.run(outer()) == "inner"
+
+
+@pytest.mark.parametrize("nest", [False, True], ids=["default-path", "nest"])
+def test_threads_with_their_own_running_loops(nest):
+    n = 16
+
+    def body(i):
+        async def main():
+            loop = asyncio.get_running_loop()
+
+            async def inner(k):
+                await asyncio.sleep(0)
+                return i, k, asyncio.get_running_loop() is loop
+
+            return [blockon.run(inner(k), nest=nest) for k in range(ROUNDS)]
+
+        return asyncio.run(main(), debug=True)
+
+    results = run_in_threads(n, body)
+    assert results == [[(i, k, nest) for k in range(ROUNDS)] for i in range(n)]
+
+
+def test_close_while_many_threads_are_calling():
+    """Every caller ends with a result, RuntimeError('...closed...') or CancelledError."""
+    lt = blockon.LoopThread(name="closing")
+    n = 16
+    all_called = threading.Barrier(n + 1)
+
+    def body(i):
+        outcomes = []
+        first = True
+        while True:
+            try:
+                outcomes.append(lt.run(echo(i))[0])
+            except RuntimeError as exc:
+                assert "closed" in str(exc)
+                return outcomes, "closed"
+            except concurrent.futures.CancelledError:
+                return outcomes, "cancelled"
+            if first:
+                first = False
+                all_called.wait(timeout=30)
+
+    closer = threading.Thread(target=lambda: (all_called.wait(timeout=30), lt.close()))
+    closer.start()
+    try:
+        results = run_in_threads(n, body)
+    finally:
+        closer.join(30)
+    assert lt.closed
+    for i, (outcomes, how) in enumerate(results):
+        assert outcomes and set(outcomes) == {i}
+        assert how in ("closed", "cancelled")
