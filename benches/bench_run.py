@@ -15,6 +15,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -219,7 +223,10 @@ def bench_per_call(cfg: h.Config) -> h.Section:
         "made from the main thread, which runs no loop. Median µs per call over interleaved "
         "rounds, in three placements: the caller and every loop thread pinned to one CPU "
         "(`same CPU`), the loop threads pinned to another CPU (`other CPU`), and left to the "
-        "OS (`unpinned`). Each `÷ blockon` column is the row's median time divided by "
+        "OS (`unpinned`); then in a child process confined to one CPU from its start "
+        "(`1-CPU process`, as under `taskset -c 0` or in a one-CPU container). Targets are "
+        "judged in the two pinned placements. Each `÷ blockon` column is the row's median "
+        "time divided by "
         "blockon's on the same loop type in the same placement (stdlib rows against "
         "`blockon.run`, uvloop rows against a `LoopThread(uvloop.new_event_loop)`). `ref:` rows "
         "are not contenders: they are the cost of waking an idle loop thread to run one "
@@ -234,6 +241,11 @@ def bench_per_call(cfg: h.Config) -> h.Section:
         calls = {r.key: r.call for r in rows}
         tids = [r.tid for r in rows if r.tid is not None]
         results = h.measure_placed(calls, tids, cfg)
+    one_cpu = _one_cpu_process(cfg)
+    if isinstance(one_cpu, str):
+        sec.notes.append(one_cpu)
+    else:
+        results[ONE_CPU] = one_cpu
 
     def base_of(samples: dict[str, h.Samples], key: str) -> h.Samples | None:
         return _bases(samples)[UV if key.endswith(f"[{UV}]") else STD]
@@ -252,8 +264,8 @@ def bench_per_call(cfg: h.Config) -> h.Section:
         h.placed_target(
             "blockon.run >= 4x faster than run_coroutine_threadsafe(...).result() (stdlib)",
             results,
-            k(RCTS),
-            k(BLOCKON),
+            (k(RCTS), "run_coroutine_threadsafe"),
+            (k(BLOCKON), "blockon"),
             4,
         )
     )
@@ -262,27 +274,65 @@ def bench_per_call(cfg: h.Config) -> h.Section:
             h.placed_target(
                 "LoopThread(uvloop).run >= 4x faster than run_coroutine_threadsafe (uvloop)",
                 results,
-                k(RCTS, UV),
-                k(BLOCKON_UV, UV),
+                (k(RCTS, UV), "run_coroutine_threadsafe"),
+                (k(BLOCKON_UV, UV), "blockon"),
                 4,
             )
         )
     sec.targets.append(
         h.placed_target(
-            "blockon.run >= 8x faster than asyncio.run", results, k(ARUN), k(BLOCKON), 8
+            "blockon.run >= 8x faster than asyncio.run",
+            results,
+            (k(ARUN), "asyncio.run"),
+            (k(BLOCKON), "blockon"),
+            8,
         )
     )
     sec.targets.append(
         h.placed_target(
             "(aim) blockon.run within 1.5x of a cached loop's run_until_complete",
             results,
-            k(BLOCKON),
-            k(CACHED),
+            (k(BLOCKON), "blockon"),
+            (k(CACHED), "run_until_complete"),
             1.5,
             at_most=True,
         )
     )
     return sec
+
+
+ONE_CPU = "1-CPU process"
+
+
+def _one_cpu_process(cfg: h.Config) -> dict[str, h.Samples] | str:
+    """The per-call contenders again in a child process confined to one CPU from its start
+    (as under ``taskset -c 0``, or in a one-CPU container): there the engine can see it has
+    one CPU. Not judged. Returns the samples, or why there are none."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_setaffinity") else []
+    if len(cpus) < 2:
+        return "1-CPU process: skipped (needs os.sched_setaffinity and two usable CPUs)."
+    path = os.path.abspath(__file__)
+    argv = [path, "--one-cpu-child", *(["--quick"] if cfg.quick else [])]
+    code = (
+        f"import os, sys, runpy; os.sched_setaffinity(0, {{{cpus[0]}}}); "
+        f"sys.path.insert(0, {os.path.dirname(path)!r}); sys.argv = {argv!r}; "
+        f"runpy.run_path({path!r}, run_name='__main__')"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    lines = p.stdout.strip().splitlines()
+    if p.returncode != 0 or not lines:
+        err = (p.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"1-CPU process: the child failed (exit {p.returncode}): {err}"
+    raw: dict[str, dict[str, Any]] = json.loads(lines[-1])
+    return {k: h.Samples(k, v["values"], v["error"]) for k, v in raw.items()}
+
+
+def _one_cpu_child(cfg: h.Config) -> None:
+    with per_call_rows() as rows:
+        measures, _, failed = h.prepare({r.key: r.call for r in rows}, cfg.batch_s)
+        samples = h.interleave(measures, cfg.rounds, failed=failed)
+    out = {k: {"values": s.values, "error": s.error} for k, s in samples.items()}
+    print(json.dumps(out), flush=True)
 
 
 # --------------------------------------------------------------------------- nest
@@ -292,12 +342,14 @@ def bench_nest(cfg: h.Config) -> h.Section:
     sec = h.Section(
         "nest",
         "From inside a running loop: nest=True against the default path",
-        "Sync code called from a coroutine on a running stdlib loop (`asyncio.run(main())`) "
-        "calls `blockon.run(noop(), nest=True)` (runs on the caller's own loop, re-entrantly) "
+        "Sync code called from a coroutine on a running stdlib loop calls "
+        "`blockon.run(noop(), nest=True)` (runs on the caller's own loop, re-entrantly) "
         "or `blockon.run(noop())` (the default path: to the default loop thread, while the "
         "caller's loop is blocked; its blocked_warning is None for the run). Median µs per "
         "call over interleaved rounds, in the same three placements as above (the default "
-        "loop thread is the one pinned); `÷ nest` is the time divided by nest=True's.",
+        "loop thread is the one pinned); `÷ nest` is the time divided by nest=True's. Each "
+        "batch is one stretch of sync code run inside a fresh `asyncio.run()`, so, as in a "
+        "program, the loop gets control back between batches (not between the calls of one).",
     )
     target = "nest=True >= 4x faster than the default path"
     if blockon is None:
@@ -313,26 +365,30 @@ def bench_nest(cfg: h.Config) -> h.Section:
     tid = run(native_tid())
     old = lt.blocked_warning
     lt.blocked_warning = None
-    result: dict[str, Any] = {}
-
-    async def main() -> None:
-        # Plain sync calls from here on: this thread's loop is running and blocked by them.
-        result["r"] = h.measure_placed(calls, [tid], cfg)
-
+    sizes: dict[str, dict[str, int]] = {}
     try:
-        asyncio.run(main())
+        results = h.measure_placed(calls, [tid], cfg, new_loop=True, sizes=sizes)
     finally:
         lt.blocked_warning = old
-    results: dict[str, dict[str, h.Samples]] = result["r"]
     sec.table = _placed_table(
         [(k, k) for k in calls], results, lambda samples, _k: samples.get(NEST), "÷ nest"
     )
     sec.notes += _errors(results)
     sec.notes.append(
+        "Calls per batch (one stretch of sync code): "
+        + "; ".join(
+            f"{where}: nest=True {n.get(NEST, 0):,}, default path {n.get(NEST_DEFAULT, 0):,}"
+            for where, n in sizes.items()
+        )
+        + "."
+    )
+    sec.notes.append(
         "greenback's `await_` comparison (SPEC: nest=True within 2x of it) comes in a later issue."
     )
     sec.data = {w: {k: v.median for k, v in s.items() if v.ok} for w, s in results.items()}
-    sec.targets.append(h.placed_target(target, results, NEST_DEFAULT, NEST, 4))
+    sec.targets.append(
+        h.placed_target(target, results, (NEST_DEFAULT, "default path"), (NEST, "nest=True"), 4)
+    )
     return sec
 
 
@@ -450,8 +506,12 @@ SECTIONS = {
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a fast smoke run")
+    ap.add_argument("--one-cpu-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     cfg = h.QUICK if args.quick else h.FULL
+    if args.one_cpu_child:
+        _one_cpu_child(cfg)
+        return
     for fn in SECTIONS.values():
         print(fn(cfg).text(), flush=True)
 

@@ -60,17 +60,23 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
-def _git_rev() -> str:
+def _git(*args: str) -> str | None:
     try:
         p = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=False,
+            ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=False
         )
     except OSError:
+        return None
+    return p.stdout.strip() if p.returncode == 0 else None
+
+
+def _git_rev() -> str:
+    """The commit, and whether the engine's sources differ from it."""
+    rev = _git("rev-parse", "--short", "HEAD")
+    if not rev:
         return ""
-    return p.stdout.strip() if p.returncode == 0 else ""
+    dirty = _git("status", "--porcelain", "--", "src", "python", "Cargo.toml", "pyproject.toml")
+    return rev + (" + uncommitted changes to src/python" if dirty else "")
 
 
 def machine() -> dict[str, str]:
@@ -92,7 +98,7 @@ def machine() -> dict[str, str]:
 
 
 def targets_table(sections: list[h.Section]) -> h.Table:
-    t = h.Table(["target", "result", "measured"], align="llll")
+    t = h.Table(["target", "result", "measured"], align="lll")
     for s in sections:
         for tg in s.targets:
             t.add(tg.label, tg.verdict, tg.detail)

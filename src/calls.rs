@@ -73,9 +73,26 @@ pub fn on_core(
         context,
         link: None,
     };
-    let Ok(must_wake) = core.inbox.push(job) else {
-        driver.get().abandon(py, Outcome::Cancelled)?;
-        return Err(closed_error());
+    let cancel = |py: Python<'_>| Job::Cancel(driver.clone_ref(py));
+    through_inbox(py, core, job, &call, &cancel, how)
+}
+
+/// Queues `job` on a loop thread and waits for `call`, which the job settles; on timeout or
+/// Ctrl-C, queues `cancel(py)` and waits for the cleanup.
+pub fn through_inbox(
+    py: Python<'_>,
+    core: &Core,
+    job: Job,
+    call: &Call,
+    cancel: &dyn Fn(Python<'_>) -> Job,
+    how: &Waiting<'_>,
+) -> PyResult<Py<PyAny>> {
+    let must_wake = match core.inbox.push(job) {
+        Ok(must_wake) => must_wake,
+        Err(job) => {
+            job.refuse(py);
+            return Err(closed_error());
+        }
     };
     let inbox = &core.inbox;
     let kick = move || {
@@ -84,13 +101,29 @@ pub fn on_core(
         }
     };
     let cancel = |py: Python<'_>| {
-        if let Ok(true) = inbox.push(Job::Cancel(driver.clone_ref(py))) {
+        if let Ok(true) = inbox.push(cancel(py)) {
             inbox.wake();
         }
         Ok(())
     };
     let gil_busy = || inbox.consumer_holds_gil();
-    wait(py, &call, how, &kick, &cancel, None, Some(&gil_busy))
+    wait(py, call, how, &kick, &cancel, None, Some(&gil_busy))
+}
+
+/// Queues `job` on a loop thread without waiting; `false` if the loop thread is closed.
+pub fn post(py: Python<'_>, core: &Core, job: Job) -> bool {
+    match core.inbox.push(job) {
+        Ok(must_wake) => {
+            if must_wake {
+                py.detach(|| core.inbox.wake());
+            }
+            true
+        }
+        Err(job) => {
+            job.refuse(py);
+            false
+        }
+    }
 }
 
 /// Runs `coro` on `event_loop`, a loop running in another thread, and waits for it.

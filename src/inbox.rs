@@ -155,6 +155,11 @@ impl<J> Inbox<J> {
         std::mem::take(&mut queue.jobs)
     }
 
+    /// Whether the inbox refuses jobs (its loop thread is shutting down).
+    pub fn is_closed(&self) -> bool {
+        lock(&self.queue).closed
+    }
+
     /// Refuses further jobs and returns those still queued.
     pub fn close(&self) -> Vec<J> {
         let mut queue = lock(&self.queue);

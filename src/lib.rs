@@ -6,11 +6,14 @@
 //! callers wait on), `waiter` (GIL-free waiting), `calls` (blocking calls, timeouts,
 //! cancellation), `reentry` (nested running), `home` (`to_thread` workers), `hot` (the
 //! loop's spin-before-sleep selector), `default` (the
-//! default loop thread), `awaitable` (input checks), `py` (cached Python objects).
+//! default loop thread), `awaitable` (input checks), `session` (one task, many steps),
+//! `prefetch` (bounded buffers), `bridge` (`wrap_iter`, `wrap_context`), `stepping`
+//! (sending into awaitables), `py` (cached Python objects).
 
 use pyo3::prelude::*;
 
 pub mod awaitable;
+pub mod bridge;
 pub mod calls;
 pub mod completion;
 pub mod default;
@@ -33,6 +36,8 @@ fn _blockon(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<driver::Driver>()?;
     m.add_class::<hot::HotSelector>()?;
     m.add_class::<session::Session>()?;
+    m.add_class::<bridge::IterBridge>()?;
+    m.add_class::<bridge::ContextBridge>()?;
     m.add_function(wrap_pyfunction!(default::run, m)?)?;
     m.add_function(wrap_pyfunction!(default::submit, m)?)?;
     m.add_function(wrap_pyfunction!(default::_default_portal, m)?)?;

@@ -21,7 +21,7 @@ use std::time::Instant;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
-use crate::completion::{lock, Call};
+use crate::completion::{lock, Call, Outcome};
 use crate::driver::Driver;
 use crate::inbox::Inbox;
 use crate::prefetch::Prefetch;
@@ -65,6 +65,24 @@ pub enum Job {
     Session(Py<Session>, SessionJob),
     /// Stop the loop (the thread then shuts it down).
     Stop,
+}
+
+impl Job {
+    /// Disposes of a job the loop thread will never run: the awaitable is closed (no "never
+    /// awaited" warning), and whoever waits on it learns it was cancelled.
+    pub fn refuse(self, py: Python<'_>) {
+        let refused = match self {
+            Job::Run { driver, .. } => driver.get().abandon(py, Outcome::Cancelled),
+            Job::Step { step, .. } => {
+                step.call.settle(Outcome::Cancelled);
+                Ok(())
+            }
+            Job::Cancel(_) | Job::CancelStep(..) | Job::Session(..) | Job::Stop => Ok(()),
+        };
+        if let Err(err) = refused {
+            err.write_unraisable(py, None);
+        }
+    }
 }
 
 /// Session jobs that settle no call of their own.

@@ -55,18 +55,18 @@ fn seconds(value: &Bound<'_, PyAny>, what: &str) -> PyResult<f64> {
 
 impl Portal {
     /// The running core, starting the loop thread if needed.
-    fn core(slf: &Bound<'_, Self>) -> PyResult<Arc<Core>> {
+    pub(crate) fn core(slf: &Bound<'_, Self>) -> PyResult<Arc<Core>> {
         let py = slf.py();
         slf.get()
             .life
             .acquire(py, || slf.call_method0(intern!(py, "_spawn")).map(drop))
     }
 
-    fn grace(&self) -> f64 {
+    pub(crate) fn grace(&self) -> f64 {
         *lock(&self.cancel_grace)
     }
 
-    fn waiting<'py>(
+    pub(crate) fn waiting<'py>(
         &self,
         timeout: Option<f64>,
         blocked: Option<Bound<'py, PyAny>>,
@@ -160,15 +160,11 @@ pub fn submit(slf: &Bound<'_, Portal>, aw: &Bound<'_, PyAny>) -> PyResult<Py<PyA
         context,
         link: Some(link),
     };
-    match core.inbox.push(job) {
-        Ok(true) => py.detach(|| core.inbox.wake()),
-        Ok(false) => {}
-        Err(_) => {
-            driver.get().abandon(py, Outcome::Cancelled)?;
-            return Err(closed_error());
-        }
+    if calls::post(py, &core, job) {
+        Ok(future)
+    } else {
+        Err(closed_error())
     }
-    Ok(future)
 }
 
 #[pymethods]
@@ -336,11 +332,7 @@ impl Portal {
             return;
         };
         for job in core.inbox.close() {
-            if let Job::Run { driver, .. } = job {
-                if let Err(err) = driver.get().abandon(py, Outcome::Cancelled) {
-                    err.write_unraisable(py, None);
-                }
-            }
+            job.refuse(py);
         }
     }
 

@@ -118,6 +118,12 @@ impl Prefetch {
         Take::Item(item, wake_pump)
     }
 
+    /// Consumer: whether an item is waiting (or the buffer closed), for spinning.
+    pub fn has_items(&self) -> bool {
+        let buffer = lock(&self.buffer);
+        !buffer.items.is_empty() || buffer.closed
+    }
+
     /// Consumer: parks until an item is queued or `until` passes; whether one is there.
     pub fn park_until(&self, until: Instant) -> bool {
         let mut buffer = lock(&self.buffer);

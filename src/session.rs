@@ -247,7 +247,10 @@ impl Session {
             if thrown || self.cancelled_from_outside(py)? {
                 let mut state = lock(&self.state);
                 state.finishing = true;
-                state.pump = None;
+                if let Some(buffer) = state.pump.take() {
+                    // The consumer learns after the items before: cancelled from elsewhere.
+                    buffer.push(Item::Cancelled);
+                }
                 if let Some(closer) = state.closer.take() {
                     state.queue.push_front(closer);
                 }
@@ -557,6 +560,9 @@ impl Drop for Session {
         }
         if let Some(call) = state.running.take().and_then(|r| r.call) {
             call.settle(Outcome::Lost);
+        }
+        if let Some(buffer) = state.pump.take() {
+            buffer.push(Item::Cancelled);
         }
     }
 }

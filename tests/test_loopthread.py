@@ -387,3 +387,91 @@ def test_default_loop_thread_honours_the_event_loop_policy(uvloop_module):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "ok\n"
+
+
+# --- a loop_factory that fails: an error, never a hang --------------------------------------
+
+
+def test_loop_factory_that_raises():
+    exc = Boom("no loop today")
+
+    def factory():
+        raise exc
+
+    lt = blockon.LoopThread(factory)
+    try:
+        ran = []
+
+        async def work():
+            ran.append(True)
+
+        coro = work()
+        with pytest.raises(Boom) as info:
+            lt.run(coro)
+        assert info.value is exc
+        assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
+        assert ran == []
+    finally:
+        lt.close()
+
+
+def test_loop_factory_that_returns_something_else_raises_type_error():
+    lt = blockon.LoopThread(lambda: "not a loop")
+    try:
+        ran = []
+
+        async def work():
+            ran.append(True)
+
+        coro = work()
+        with pytest.raises(TypeError, match="str"):
+            lt.run(coro)  # hang guard: pytest-timeout
+        assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
+        assert ran == []
+    finally:
+        lt.close()
+
+
+# --- close from odd places ------------------------------------------------------------------
+
+
+def test_close_from_inside_the_loop_thread_does_not_deadlock():
+    lt = blockon.LoopThread(debug_loop)
+
+    async def closes_its_own_loop_thread():
+        lt.close()
+        await asyncio.sleep(0)
+        return "returned"
+
+    try:
+        assert lt.run(closes_its_own_loop_thread()) == "returned"
+    except concurrent.futures.CancelledError:
+        pass  # also acceptable: the closing loop cancelled the caller's task
+    assert lt.closed
+    coro = answer()
+    with pytest.raises(RuntimeError, match="closed"):
+        lt.run(coro)
+    assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
+
+
+def test_close_with_a_timeout_is_bounded_by_it():
+    lt = blockon.LoopThread(debug_loop)
+    started = threading.Event()
+    release = threading.Event()
+
+    async def stubborn():
+        started.set()
+        while not release.is_set():
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                pass  # refuses to be cancelled until released
+
+    lt.submit(stubborn())
+    assert started.wait(30)
+    try:
+        with pytest.raises(TimeoutError):  # docstring of LoopThread.close
+            lt.close(timeout=0.2)
+        assert lt.closed
+    finally:
+        release.set()

@@ -139,8 +139,9 @@ async def test_blocked_warning_after_blocked_warning_seconds(which):
 
     assert recorder.emitted.is_set(), "no RuntimeWarning while the caller's loop was blocked"
     assert len(recorder.seen) == 1, recorder.seen
-    message, category, _filename, _lineno = recorder.seen[0]
+    message, category, filename, _lineno = recorder.seen[0]
     assert category is RuntimeWarning
+    assert filename == __file__  # attributed to the caller's line, not to blockon
     text = str(message)
     assert "nest=True" in text
     assert type(caller_loop).__name__ in text or repr(caller_loop) in text, text
@@ -356,6 +357,28 @@ async def test_nest_cancelled_from_elsewhere():
     await asyncio.sleep(0)
 
 
+class CustomBaseException(BaseException):
+    pass
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("exc_type", [SystemExit, CustomBaseException])
+async def test_nest_base_exceptions_propagate_and_the_loop_stays_sound(exc_type):
+    outer = asyncio.current_task()
+    exc = exc_type()
+
+    async def raiser():
+        await asyncio.sleep(0)
+        raise exc
+
+    with pytest.raises(exc_type) as info:
+        blockon.run(raiser(), nest=True)
+    assert info.value is exc
+    assert asyncio.current_task() is outer
+    await asyncio.sleep(0)
+    assert blockon.run(answer(), nest=True) == 42
+
+
 @pytest.mark.asyncio
 async def test_nest_twice():
     async def level2():
@@ -550,6 +573,25 @@ def test_loop_thread_self_call_exception_and_timeout(reentrant_target):
         return "ok"
 
     assert target.run(outer()) == "ok"
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit, CustomBaseException])
+def test_loop_thread_self_call_base_exceptions_propagate(reentrant_target, exc_type):
+    target = reentrant_target
+
+    async def raiser():
+        await asyncio.sleep(0)
+        raise exc_type()
+
+    async def outer():
+        me = asyncio.current_task()
+        with pytest.raises(exc_type):
+            target.run(raiser())
+        assert asyncio.current_task() is me
+        await asyncio.sleep(0)
+        return target.run(answer())
+
+    assert target.run(outer()) == 42
 
 
 def test_loop_thread_self_call_gives_no_blocked_warning():

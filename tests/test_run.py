@@ -44,6 +44,10 @@ async def fail_inner(exc):
     raise exc
 
 
+async def where():
+    return threading.get_ident(), asyncio.get_running_loop()
+
+
 def assert_closed_unrun(coro, ran):
     """The coroutine was closed (so no "never awaited" warning) and its body never ran."""
     assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
@@ -77,9 +81,6 @@ def test_coroutine_that_never_suspends(target):
 
 
 def test_runs_on_the_loop_thread_not_the_caller(target):
-    async def where():
-        return threading.get_ident(), asyncio.get_running_loop()
-
     ident, loop = target.run(where())
     assert ident != threading.get_ident()
     assert loop is target.loop
@@ -419,3 +420,47 @@ def test_primitive_bound_to_another_loop_fails_with_asyncios_error(target):
         other.close()
     with pytest.raises(RuntimeError, match=r"different (event )?loop"):
         target.run(event.wait())
+
+
+def test_thread_with_an_event_loop_that_is_not_running(target):
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        ident, running = target.run(where())
+        assert ident != threading.get_ident()
+        assert running is target.loop
+        assert loop.run_until_complete(answer(5)) == 5
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+def test_nest_true_without_a_running_loop_uses_the_loop_thread(target):
+    # SPEC is silent; decided: nest=True only matters where the calling thread runs a loop.
+    ident, running = target.run(where(), nest=True)
+    assert ident != threading.get_ident()
+    assert running is target.loop
+
+
+def test_timeout_zero_on_work_that_suspends(target):
+    ran = []
+
+    async def suspends():
+        ran.append("started")
+        await asyncio.Event().wait()
+
+    coro = suspends()
+    with pytest.raises(TimeoutError):
+        target.run(coro, timeout=0)
+    assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
+
+
+@pytest.mark.parametrize("timeout", [0, -1])
+def test_timeout_zero_on_work_that_never_suspends_returns_its_value(target, timeout):
+    # asyncio.timeout() semantics (docs/design-notes-for-contributors.md): the deadline is
+    # checked when the work suspends, so work that finishes in its first step is not timed out,
+    # exactly as `async with asyncio.timeout(0): return await immediate()` returns.
+    async def immediate():
+        return "done at once"
+
+    assert target.run(immediate(), timeout=timeout) == "done at once"

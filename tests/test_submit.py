@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import gc
 import inspect
+import logging
 import re
 import threading
 
@@ -239,3 +241,22 @@ def test_async_function_passed_uncalled_gets_a_hint(target):
     with pytest.raises(TypeError) as info:
         target.submit(fetch)
     assert re.search(r"call it: [\w.]*(submit|run)\(\w*\(\)\)", str(info.value)), str(info.value)
+
+
+def test_unretrieved_exception_of_a_dropped_future_is_not_logged(target, caplog):
+    # A concurrent.futures.Future holds its exception; like run_coroutine_threadsafe, nothing
+    # is logged when the caller never looks at it.
+    async def fail():
+        await asyncio.sleep(0)
+        raise Boom("nobody looks")
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        fut = target.submit(fail())
+        done = threading.Event()
+        fut.add_done_callback(lambda f: done.set())
+        assert done.wait(30)
+        del fut
+        gc.collect()
+        target.run(answer())  # the loop thread has run its callbacks since
+        gc.collect()
+    assert [r for r in caplog.records if r.name == "asyncio"] == []

@@ -10,14 +10,18 @@ once::
 See the README and docs/ for the rules of where the work runs.
 """
 
+from ._api import enter_context, wrap_context, wrap_iter
 from ._blockon import run, submit
 from ._loopthread import LoopThread, default_loop_thread
 
 __all__ = (
     "LoopThread",
     "default_loop_thread",
+    "enter_context",
     "run",
     "submit",
+    "wrap_context",
+    "wrap_iter",
 )
 
 __version__ = "0.1.0"

@@ -16,13 +16,15 @@ import contextlib
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Callable, Iterator
+from contextlib import AbstractContextManager as ContextManager
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
-from . import _blockon
+from . import _blockon, _bridges
 
 _SelectorLoop = asyncio.selector_events.BaseSelectorEventLoop
+T = TypeVar("T")
 
 #: Seconds each shutdown step (cancelled tasks, async generators, executor) may take.
 SHUTDOWN_STEP_TIMEOUT = 5.0
@@ -59,6 +61,8 @@ class LoopThread(_blockon.Portal):
         self._loop_factory = loop_factory
         self._name = name
         self.blocked_warning = blocked_warning
+        self._entered: list[_blockon.ContextBridge] = []
+        self._entered_lock = threading.Lock()
         _live.add(self)
 
     @property
@@ -74,6 +78,66 @@ class LoopThread(_blockon.Portal):
         """
         return self._event_loop()
 
+    def wrap_context(self, acm: _bridges.AsyncContextSource[T]) -> ContextManager[T]:
+        """``with`` over an async context manager (or an awaitable returning one).
+
+        ``__enter__`` returns what ``__aenter__`` returned; the body's exception goes to
+        ``__aexit__``, whose true result suppresses it. ``__aenter__`` and ``__aexit__`` run
+        in one task on the loop, so managers bound to their task (``asyncio.timeout()``,
+        task groups, cancel scopes) work.
+        """
+        return cast("ContextManager[T]", _bridges.wrap_context(self, acm))
+
+    def enter_context(self, acm: _bridges.AsyncContextSource[T]) -> T:
+        """Enter an async context manager now and return what ``__aenter__`` returned.
+
+        It is exited, newest first, when this loop thread closes (for the default one, at
+        interpreter exit), or when a ``with LoopThread() as lt:`` block ends.
+        """
+        bridge, value = _bridges.enter(self, acm)
+        with self._entered_lock:
+            self._entered.append(bridge)
+        return cast(T, value)
+
+    def wrap_iter(self, ait: AsyncIterable[T], *, prefetch: int = 0) -> Iterator[T]:
+        """Iterate an async iterable from sync code.
+
+        ``prefetch=0`` (lockstep): each ``next()`` pulls exactly one item, so nothing is
+        consumed that was not asked for. ``prefetch=N``: up to N items are pulled ahead into
+        a bounded buffer, and items pulled ahead but never taken are dropped on close.
+        ``close()``, ``break`` and garbage collection await the iterator's ``aclose()``.
+        """
+        return _bridges.wrap_iter(self, ait, prefetch)
+
+    def _exit_entered(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        """Exit what ``enter_context`` entered, newest first, like ``contextlib.ExitStack``:
+        each exit sees the exception still pending and may suppress it; an exception raised
+        by an exit replaces the pending one (chained to it) and goes on to the older exits.
+        Returns whether the original exception was suppressed."""
+        pending = exc
+        suppressed = False
+        while True:
+            with self._entered_lock:
+                if not self._entered:
+                    break
+                bridge = self._entered.pop()
+            try:
+                if bridge.__exit__(type(pending) if pending else None, pending,
+                                   pending.__traceback__ if pending else None):
+                    suppressed, pending = True, None
+            except BaseException as new:  # noqa: BLE001 - handed to the older exits, like ExitStack
+                if new is not pending:
+                    new.__context__ = pending
+                pending, suppressed = new, False
+        if pending is not None and pending is not exc:
+            raise pending
+        return suppressed and exc is not None
+
     def close(self, timeout: float | None = None) -> None:
         """Stop the loop thread and shut its loop down, as interpreter exit does.
 
@@ -84,6 +148,8 @@ class LoopThread(_blockon.Portal):
         Raised when ``timeout`` seconds pass before the thread is done: ``TimeoutError``
         (it goes on closing in the background).
         """
+        if self._entered and not self._in_loop_thread() and not self.closed:
+            self._exit_entered(None, None, None)
         if not self._request_close() or self._in_loop_thread():
             return
         if not self._wait_closed(timeout):
@@ -100,8 +166,12 @@ class LoopThread(_blockon.Portal):
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    ) -> bool:
+        try:
+            suppressed = self._exit_entered(exc_type, exc, tb)
+        finally:
+            self.close()
+        return suppressed
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
