@@ -24,7 +24,7 @@ use crate::prefetch::{Item, Prefetch, Take};
 use crate::py::cached;
 use crate::reentry::drive_nested;
 use crate::session::{gone, Op, Session, Step};
-use crate::waiter::SIGNAL_CHECK;
+use crate::waiter::{self, SIGNAL_CHECK};
 
 /// Runs one step on `session` and waits for its outcome (or drives it, on its own loop).
 fn step(
@@ -194,13 +194,9 @@ impl IterBridge {
                     }
                     py.detach(|| {
                         let spin_end = Instant::now() + Duration::from_micros(50);
-                        while Instant::now() < spin_end {
-                            if buffer.has_items() {
-                                return;
-                            }
-                            std::hint::spin_loop();
+                        if !waiter::spin_until(spin_end, || buffer.has_items()) {
+                            buffer.park_until(Instant::now() + SIGNAL_CHECK);
                         }
-                        buffer.park_until(Instant::now() + SIGNAL_CHECK);
                     });
                     py.check_signals()?;
                     if !session.get().core.is_current() {

@@ -17,13 +17,14 @@
 //! (`collections.abc.Coroutine`'s structural check); tasks step it through `PyIter_Send`,
 //! which lands in `__next__`.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::PyStopIteration;
 use pyo3::intern;
 use pyo3::prelude::*;
 
-use crate::completion::{Call, Outcome};
+use crate::completion::{lock, Call, Outcome};
 use crate::py::cached;
 use crate::stepping::{self, Sent};
 
@@ -41,6 +42,10 @@ pub struct Driver {
     /// The coroutine, or the iterator returned by another awaitable's `__await__`.
     inner: Py<PyAny>,
     target: Target,
+    /// What the eager first step yielded, handed to the task on its first step.
+    pending: Mutex<Option<Py<PyAny>>>,
+    /// The awaitable has finished (and its outcome is settled).
+    finished: AtomicBool,
 }
 
 impl Driver {
@@ -48,6 +53,8 @@ impl Driver {
         Self {
             inner: inner.unbind(),
             target,
+            pending: Mutex::new(None),
+            finished: AtomicBool::new(false),
         }
     }
 
@@ -62,6 +69,7 @@ impl Driver {
     /// Gives up on the awaitable: closes it (no "never awaited" warning for one that never
     /// ran) and settles `outcome` unless it had already finished.
     pub fn abandon(&self, py: Python<'_>, outcome: Outcome) -> PyResult<()> {
+        self.finished.store(true, Ordering::Release);
         let closed = stepping::close(self.inner.bind(py));
         self.settle(py, outcome);
         closed
@@ -87,12 +95,30 @@ impl Driver {
 
     /// Turns one step's result into what the task sees: the yielded value, or
     /// `StopIteration` once the awaitable has finished and its outcome is settled.
+    /// Whether the awaitable has finished (so the task's next step only ends the task).
+    pub fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
+    }
+
+    /// The task's step: hands over what the eager step yielded, or steps the awaitable.
+    fn resume(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        if let Some(yielded) = lock(&self.pending).take() {
+            return Ok(yielded);
+        }
+        if self.is_finished() {
+            return Err(PyStopIteration::new_err(()));
+        }
+        let step = stepping::send(self.inner.bind(py), value);
+        self.finish(py, step)
+    }
+
     fn finish(&self, py: Python<'_>, step: PyResult<Sent>) -> PyResult<Py<PyAny>> {
         let outcome = match step {
             Ok(Sent::Yielded(value)) => return Ok(value),
             Ok(Sent::Returned(value)) => Outcome::Value(value),
             Err(err) => stepping::outcome_of(py, err),
         };
+        self.finished.store(true, Ordering::Release);
         self.settle(py, outcome);
         Err(PyStopIteration::new_err(()))
     }
@@ -105,19 +131,40 @@ impl Driver {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let step = stepping::send(self.inner.bind(py), &py.None().into_bound(py));
-        self.finish(py, step)
+        self.resume(py, &py.None().into_bound(py))
     }
 
     fn send(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let step = stepping::send(self.inner.bind(py), value);
-        self.finish(py, step)
+        self.resume(py, value)
     }
 
     #[pyo3(signature = (*args))]
     fn throw(&self, py: Python<'_>, args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<Py<PyAny>> {
+        if let Some(yielded) = lock(&self.pending).take() {
+            // The task never saw what the eager step waited on; it cannot cancel it, so do.
+            if let Ok(Some(cancel)) = yielded.bind(py).getattr_opt(intern!(py, "cancel")) {
+                let _ = cancel.call0();
+            }
+        }
+        if self.is_finished() {
+            return Err(PyStopIteration::new_err(()));
+        }
         let step = stepping::throw(self.inner.bind(py), args);
         self.finish(py, step)
+    }
+
+    /// The first step, run at once by whoever created the task (inside the task, as its
+    /// current task): what it yields waits for the task's own first step.
+    fn _eager(&self, py: Python<'_>) -> PyResult<()> {
+        let step = stepping::send(self.inner.bind(py), &py.None().into_bound(py));
+        match self.finish(py, step) {
+            Ok(yielded) => {
+                *lock(&self.pending) = Some(yielded);
+                Ok(())
+            }
+            Err(err) if err.is_instance_of::<PyStopIteration>(py) => Ok(()),
+            Err(err) => Err(err),
+        }
     }
 
     /// Closes the awaitable (no "never awaited" warning for one that never ran) and settles

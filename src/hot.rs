@@ -8,8 +8,8 @@
 //! Only then does the selector block in the real `select()`, marked idle, so callers know to
 //! wake it. A loop that has been quiet does not spin at all, so an idle program costs nothing.
 //!
-//! This wraps the `_selector` of a stdlib selector event loop that blockon created itself
-//! (other loops, such as uvloop, keep the plain wake-up byte). Everything but `select` is
+//! This wraps the `_selector` of the stdlib selector event loops blockon runs (other loops,
+//! such as uvloop, keep the plain wake-up byte and the reader callback). Everything but `select` is
 //! passed through to the real selector.
 
 use std::sync::Arc;
@@ -17,8 +17,10 @@ use std::time::{Duration, Instant};
 
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::types::PyList;
 
 use crate::lifecycle::Core;
+use crate::waiter;
 
 /// How long the loop spins for new work before it blocks.
 const SPIN: Duration = Duration::from_micros(50);
@@ -30,29 +32,67 @@ const HOT_FOR_NANOS: u64 = 2_000_000;
 pub struct HotSelector {
     real: Py<PyAny>,
     core: Arc<Core>,
-    /// `[(key, EVENT_READ)]` for the inbox's socket: what `select` returns when the spin
-    /// found work, so the loop runs the inbox's reader without a system call.
-    inbox_ready: Py<PyAny>,
+    /// The loop thread's `_drain`, called from `select` itself.
+    drain: Py<PyAny>,
 }
 
 impl HotSelector {
-    pub fn new(py: Python<'_>, real: Py<PyAny>, core: Arc<Core>) -> PyResult<Self> {
-        let key = real
-            .bind(py)
-            .call_method1(intern!(py, "get_key"), (core.inbox.read_fd(),))?;
-        let event_read = py.import("selectors")?.getattr("EVENT_READ")?;
-        let inbox_ready = pyo3::types::PyList::new(py, [(key, event_read)])?;
+    pub fn new(real: Py<PyAny>, core: Arc<Core>, drain: Py<PyAny>) -> Self {
         core.inbox.watch();
-        Ok(Self {
-            real,
-            core,
-            inbox_ready: inbox_ready.into_any().unbind(),
-        })
+        Self { real, core, drain }
     }
 
-    /// The inbox's event, as a fresh list (the loop may keep what `select` returns).
-    fn inbox_event<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.inbox_ready.bind(py).call_method0(intern!(py, "copy"))
+    /// Runs the inbox's jobs here, outside any handle. Why not through the reader callback
+    /// `add_reader` registered: that is one `Handle` with one context, reused for every
+    /// wake-up, and the eager first step of a task started by the drain may run the loop
+    /// re-entrantly (sync code calling `run()`), which would need that same handle again
+    /// while its context is still entered. The reader stays registered so an idle loop is
+    /// still woken by the wake-up byte; its events are filtered out of what `select` returns.
+    fn drain(&self, py: Python<'_>) {
+        if let Err(err) = self.drain.call0(py) {
+            err.write_unraisable(py, Some(self.drain.bind(py)));
+        }
+    }
+
+    /// `events` without the inbox's own wake-up event; whether it was there.
+    fn without_inbox<'py>(
+        &self,
+        events: &Bound<'py, PyAny>,
+    ) -> PyResult<(Bound<'py, PyList>, bool)> {
+        let py = events.py();
+        let fd = self.core.inbox.read_fd();
+        let kept = PyList::empty(py);
+        let mut found = false;
+        for event in events.try_iter()? {
+            let event = event?;
+            let key_fd: i32 = event.get_item(0)?.getattr(intern!(py, "fd"))?.extract()?;
+            if key_fd == fd {
+                found = true;
+            } else {
+                kept.append(event)?;
+            }
+        }
+        Ok((kept, found))
+    }
+
+    fn select_real<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let inbox = &self.core.inbox;
+        // The real select releases the GIL as it blocks; say so a moment early.
+        inbox.set_detached(true);
+        let events = self
+            .real
+            .bind(py)
+            .call_method1(intern!(py, "select"), (timeout,));
+        inbox.set_detached(false);
+        let (events, woken) = self.without_inbox(&events?)?;
+        if woken || inbox.has_jobs() {
+            self.drain(py);
+        }
+        Ok(events.into_any())
     }
 }
 
@@ -61,51 +101,32 @@ impl HotSelector {
     #[pyo3(signature = (timeout=None))]
     fn select<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
         let inbox = &self.core.inbox;
-        if timeout.is_some_and(|t| t <= 0.0) {
-            return self
-                .real
-                .bind(py)
-                .call_method1(intern!(py, "select"), (timeout,));
-        }
-        if inbox.busy_within(HOT_FOR_NANOS) {
+        let blocking = !timeout.is_some_and(|t| t <= 0.0);
+        if blocking && inbox.busy_within(HOT_FOR_NANOS) {
             let end =
                 Instant::now() + timeout.map_or(SPIN, |t| SPIN.min(Duration::from_secs_f64(t)));
             let found = py.detach(|| {
                 inbox.set_detached(true);
-                let found = loop {
-                    for _ in 0..32 {
-                        if inbox.has_jobs() {
-                            break;
-                        }
-                        std::hint::spin_loop();
-                    }
-                    if inbox.has_jobs() {
-                        break true;
-                    }
-                    if Instant::now() >= end {
-                        break false;
-                    }
-                };
+                let found = waiter::spin_until(end, || inbox.has_jobs());
                 inbox.set_detached(found);
                 found
             });
             if found {
                 inbox.set_detached(false);
-                return self.inbox_event(py);
+                self.drain(py);
+                return Ok(PyList::empty(py).into_any());
             }
+        }
+        if !blocking {
+            return self.select_real(py, timeout);
         }
         inbox.set_idle(true);
         if inbox.has_jobs() {
             inbox.set_idle(false);
-            return self.inbox_event(py);
+            self.drain(py);
+            return Ok(PyList::empty(py).into_any());
         }
-        // The real select releases the GIL as it blocks; say so a moment early.
-        inbox.set_detached(true);
-        let events = self
-            .real
-            .bind(py)
-            .call_method1(intern!(py, "select"), (timeout,));
-        inbox.set_detached(false);
+        let events = self.select_real(py, timeout);
         inbox.set_idle(false);
         events
     }

@@ -256,12 +256,14 @@ impl Portal {
     }
 
     /// Loop thread: wraps the loop's selector so the loop spins briefly before it sleeps.
-    fn _hot_selector(&self, py: Python<'_>, real: Py<PyAny>) -> PyResult<HotSelector> {
-        let core = self
+    fn _hot_selector(slf: &Bound<'_, Self>, real: Py<PyAny>) -> PyResult<HotSelector> {
+        let core = slf
+            .get()
             .life
             .attached()
             .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("no loop attached"))?;
-        HotSelector::new(py, real, core)
+        let drain = slf.getattr(intern!(slf.py(), "_drain"))?.unbind();
+        Ok(HotSelector::new(real, core, drain))
     }
 
     /// Loop thread: ready for work.

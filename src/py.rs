@@ -12,6 +12,12 @@ use pyo3::types::PyType;
 pub struct Cached {
     /// `asyncio._get_running_loop`: the running loop of the calling thread, or None.
     pub get_running_loop: Py<PyAny>,
+    /// `asyncio.current_task`.
+    pub current_task: Py<PyAny>,
+    /// `asyncio.tasks._enter_task` and `_leave_task` (C-accelerated), if this Python has
+    /// them: they make a task current, for the eager first step (see `calls`).
+    pub enter_task: Option<Py<PyAny>>,
+    pub leave_task: Option<Py<PyAny>>,
     /// `contextvars.copy_context`.
     pub copy_context: Py<PyAny>,
     /// `types.CoroutineType`, to recognise native coroutines without a Python call.
@@ -50,6 +56,13 @@ pub fn cached(py: Python<'_>) -> PyResult<&Cached> {
         Ok(Cached {
             get_running_loop: attr(py, "asyncio", "_get_running_loop")?.unbind(),
             copy_context: attr(py, "contextvars", "copy_context")?.unbind(),
+            current_task: attr(py, "asyncio", "current_task")?.unbind(),
+            enter_task: attr(py, "asyncio.tasks", "_enter_task")
+                .ok()
+                .map(Bound::unbind),
+            leave_task: attr(py, "asyncio.tasks", "_leave_task")
+                .ok()
+                .map(Bound::unbind),
             coroutine_type: attr(py, "types", "CoroutineType")?.cast_into()?.unbind(),
             asyncio_cancelled: attr(py, "asyncio", "CancelledError")?.cast_into()?.unbind(),
             futures_cancelled: attr(py, "concurrent.futures", "CancelledError")?

@@ -37,6 +37,26 @@ fn max_spinners() -> usize {
     })
 }
 
+/// Spins until `ready()` holds or `end` passes; returns whether it holds.
+///
+/// Each round yields the CPU (`sched_yield`): when the thread being waited for shares this
+/// CPU (a loaded machine, or pinned threads), it runs at once instead of waiting for this
+/// spinner's time slice to end; on an idle machine the yield returns at once.
+pub fn spin_until(end: Instant, ready: impl Fn() -> bool) -> bool {
+    loop {
+        for _ in 0..8 {
+            if ready() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        if Instant::now() >= end {
+            return ready();
+        }
+        std::thread::yield_now();
+    }
+}
+
 /// Spins until `slot` is complete or the spin budget (capped at `until`) runs out; returns
 /// whether it is complete. Spins only if a spinner place is free.
 pub fn spin<T>(slot: &Slot<T>, until: Instant) -> bool {
@@ -44,22 +64,8 @@ pub fn spin<T>(slot: &Slot<T>, until: Instant) -> bool {
         return true;
     }
     let taken = SPINNERS.fetch_add(1, Ordering::AcqRel);
-    let result = if taken < max_spinners() {
-        let end = until.min(Instant::now() + SPIN);
-        'outer: loop {
-            for _ in 0..64 {
-                if slot.is_complete() {
-                    break 'outer true;
-                }
-                std::hint::spin_loop();
-            }
-            if Instant::now() >= end {
-                break slot.is_complete();
-            }
-        }
-    } else {
-        false
-    };
+    let result = taken < max_spinners()
+        && spin_until(until.min(Instant::now() + SPIN), || slot.is_complete());
     SPINNERS.fetch_sub(1, Ordering::AcqRel);
     result
 }
@@ -71,12 +77,7 @@ fn hold_off(gil_busy: Option<&(dyn Fn() -> bool + Sync)>) {
     let Some(gil_busy) = gil_busy else {
         return;
     };
-    let end = Instant::now() + HOLD_OFF;
-    while gil_busy() && Instant::now() < end {
-        for _ in 0..16 {
-            std::hint::spin_loop();
-        }
-    }
+    spin_until(Instant::now() + HOLD_OFF, || !gil_busy());
 }
 
 /// What ended a wait.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import inspect
 import os
 import subprocess
@@ -392,44 +393,52 @@ def test_default_loop_thread_honours_the_event_loop_policy(uvloop_module):
 # --- a loop_factory that fails: an error, never a hang --------------------------------------
 
 
-def test_loop_factory_that_raises():
+def call_without_hanging(fn, *args, limit=15):
+    """Call fn in a daemon thread; fail (instead of hanging the suite) if it does not return."""
+    outcome = {}
+
+    def body():
+        try:
+            outcome["value"] = fn(*args)
+        except BaseException as exc:
+            outcome["exc"] = exc
+
+    thread = threading.Thread(target=body, daemon=True)
+    thread.start()
+    thread.join(limit)
+    if thread.is_alive():
+        pytest.fail(f"{fn!r} hung (still blocked after {limit} s)")
+    if "exc" in outcome:
+        raise outcome["exc"]
+    return outcome["value"]
+
+
+@pytest.mark.parametrize("result", ["raises", "not-a-loop"])
+def test_loop_factory_that_fails_raises_and_closes_the_coroutine(result):
     exc = Boom("no loop today")
 
     def factory():
-        raise exc
+        if result == "raises":
+            raise exc
+        return "not a loop"
 
     lt = blockon.LoopThread(factory)
-    try:
-        ran = []
+    ran = []
 
-        async def work():
-            ran.append(True)
+    async def work():
+        ran.append(True)
 
+    for _ in range(2):  # and again on the next call
         coro = work()
-        with pytest.raises(Boom) as info:
-            lt.run(coro)
-        assert info.value is exc
+        with pytest.raises(Boom if result == "raises" else TypeError) as info:
+            call_without_hanging(lt.run, coro)
+        if result == "raises":
+            assert info.value is exc
+        else:
+            assert "str" in str(info.value)
         assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
         assert ran == []
-    finally:
-        lt.close()
-
-
-def test_loop_factory_that_returns_something_else_raises_type_error():
-    lt = blockon.LoopThread(lambda: "not a loop")
-    try:
-        ran = []
-
-        async def work():
-            ran.append(True)
-
-        coro = work()
-        with pytest.raises(TypeError, match="str"):
-            lt.run(coro)  # hang guard: pytest-timeout
-        assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
-        assert ran == []
-    finally:
-        lt.close()
+    call_without_hanging(lt.close)
 
 
 # --- close from odd places ------------------------------------------------------------------
@@ -443,10 +452,9 @@ def test_close_from_inside_the_loop_thread_does_not_deadlock():
         await asyncio.sleep(0)
         return "returned"
 
-    try:
+    # Either it returns, or the closing loop cancelled the caller's task: both are fine.
+    with contextlib.suppress(concurrent.futures.CancelledError):
         assert lt.run(closes_its_own_loop_thread()) == "returned"
-    except concurrent.futures.CancelledError:
-        pass  # also acceptable: the closing loop cancelled the caller's task
     assert lt.closed
     coro = answer()
     with pytest.raises(RuntimeError, match="closed"):
@@ -462,10 +470,8 @@ def test_close_with_a_timeout_is_bounded_by_it():
     async def stubborn():
         started.set()
         while not release.is_set():
-            try:
+            with contextlib.suppress(asyncio.CancelledError):  # refuses to be cancelled
                 await asyncio.sleep(0.01)
-            except asyncio.CancelledError:
-                pass  # refuses to be cancelled until released
 
     lt.submit(stubborn())
     assert started.wait(30)

@@ -116,11 +116,13 @@ def drive_until(
     """
     run_once, ready = _reentry_points(loop)
     assert _enter_task is not None and _leave_task is not None
-    start()
-    outer = asyncio.current_task(loop)
     # The outer iteration of the loop (the one running our caller) will pop as many handles
     # as were queued when we entered; we must not leave it fewer. See _pad_ready.
     queued = len(ready)
+    start()
+    if done():
+        return False  # finished in its eager first step: no need to turn the loop
+    outer = asyncio.current_task(loop)
     fired = False
 
     def expire() -> None:

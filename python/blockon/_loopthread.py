@@ -191,13 +191,16 @@ class LoopThread(_blockon.Portal):
                 raise TypeError(f"loop_factory returned {type(loop).__name__!r}, not an event loop")
             fd = self._attach(loop)
             loop.add_reader(fd, self._drain)
-            if self._loop_factory is None and isinstance(loop, _SelectorLoop):
-                # Our own stdlib loop: let it spin briefly before it sleeps (see hot.rs).
+            if isinstance(loop, _SelectorLoop):
+                # A stdlib loop: it drains the inbox from its selector, and spins briefly
+                # before it sleeps (see hot.rs).
                 loop._selector = self._hot_selector(loop._selector)  # type: ignore[attr-defined]
         except BaseException as exc:
-            if loop is not None:
-                loop.close()
-            self._start_failed(exc)
+            try:
+                if isinstance(loop, asyncio.AbstractEventLoop):
+                    loop.close()
+            finally:
+                self._start_failed(exc)
             return
         self._started()
         try:
