@@ -52,17 +52,11 @@ fn step(
     let portal = portal.get();
     if core.event_loop.bind(py).is(&running) {
         // Sync code on this session's own loop: drive the loop until the step is done.
-        let pending = Mutex::new(Some(job));
-        let start_core = Arc::clone(&core);
-        let start = move |py: Python<'_>| {
-            if let Some(job) = lock(&pending).take() {
-                post(py, &start_core, job);
-            }
-            Ok(())
-        };
+        let queued = crate::reentry::ready_len(&running)?;
+        post(py, &core, job);
         let (target, to_cancel) = (session.clone_ref(py), Arc::clone(&call));
         let cancel = move |py: Python<'_>| target.get().cancel_step(py, &to_cancel);
-        return drive_nested(&running, &call, start, cancel, timeout, portal.grace());
+        return drive_nested(&running, &call, queued, cancel, timeout, portal.grace());
     }
     let blocked = (!running.is_none()).then_some(running);
     let cancel = |py: Python<'_>| Job::CancelStep(session.clone_ref(py), Arc::clone(&call));

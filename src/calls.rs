@@ -45,22 +45,37 @@ pub fn spawn_task(
     if let Some(context) = context {
         kwargs.set_item(intern!(py, "context"), context)?;
     }
+    let ready = event_loop.getattr_opt(intern!(py, "_ready"))?;
+    let before = ready.as_ref().map_or(Ok(0), |r| r.len())?;
     let task = event_loop.call_method(intern!(py, "create_task"), (driver,), Some(&kwargs))?;
-    if let Some(call) = driver.get().call() {
-        call.set_task(&task)?;
-    }
     if let Some(link) = link {
         cached(py)?
             .attach_task
             .call1(py, (link, event_loop, &task))?;
     }
-    start_eagerly(event_loop, &task, driver, context)
+    // `create_task` queued the task's own first step last in the ready queue, if the queue
+    // grew by exactly one: that step is held back while the eager step runs.
+    let held = match ready {
+        Some(ready) if ready.len()? == before + 1 => Some(ready),
+        _ => None,
+    };
+    start_eagerly(event_loop, &task, driver, context, held)?;
+    if let Some(call) = driver.get().call() {
+        if !driver.get().is_finished() {
+            call.set_task(&task)?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs the task's first step now, inside the task (it is the current task meanwhile, and
 /// its context is entered), as Python 3.12's eager tasks do: work that never suspends
 /// finishes without waiting for another turn of the loop. The task's own first step then
 /// takes over where this one stopped.
+///
+/// That own first step is held back (taken out of `ready` and put back after): sync code in
+/// the eager step may run the loop re-entrantly, which must not step this same task a second
+/// time. Loops without a visible ready queue (uvloop) cannot be re-entered at all.
 ///
 /// Skipped where asyncio lacks the task-switching functions (the task then simply runs on
 /// the loop's next turn).
@@ -69,6 +84,7 @@ fn start_eagerly(
     task: &Bound<'_, PyAny>,
     driver: &Bound<'_, Driver>,
     context: Option<&Bound<'_, PyAny>>,
+    ready: Option<Bound<'_, PyAny>>,
 ) -> PyResult<()> {
     let py = event_loop.py();
     let c = cached(py)?;
@@ -76,16 +92,18 @@ fn start_eagerly(
         return Ok(());
     };
     let (enter, leave) = (enter.bind(py), leave.bind(py));
+    let held = ready
+        .map(|ready| {
+            ready
+                .call_method0(intern!(py, "pop"))
+                .map(|handle| (ready, handle))
+        })
+        .transpose()?;
     let outer = c.current_task.bind(py).call1((event_loop,))?;
     let nested = !outer.is_none();
     if nested {
         leave.call1((event_loop, &outer))?;
     }
-    // `create_task` has queued the task's own first step (last in the ready queue). Hold it
-    // back while the eager step runs: sync code in that step may run the loop re-entrantly,
-    // which must not step this same task a second time. Loops without a visible ready queue
-    // (uvloop) cannot be re-entered at all, so there is nothing to hold back there.
-    let held = hold_back_first_step(event_loop, task)?;
     enter.call1((event_loop, task))?;
     let eager = driver.getattr(intern!(py, "_eager"))?;
     let stepped = match context {
@@ -97,35 +115,9 @@ fn start_eagerly(
         enter.call1((event_loop, &outer))?;
     }
     if let Some((ready, handle)) = held {
-        // The task's own first step then ends the task, or picks up where this one stopped.
         ready.call_method1(intern!(py, "append"), (handle,))?;
     }
     stepped
-}
-
-/// Takes `task`'s just-queued first step out of the loop's ready queue, if it can be seen.
-fn hold_back_first_step<'py>(
-    event_loop: &Bound<'py, PyAny>,
-    task: &Bound<'py, PyAny>,
-) -> PyResult<Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
-    let py = event_loop.py();
-    let Some(ready) = event_loop.getattr_opt(intern!(py, "_ready"))? else {
-        return Ok(None);
-    };
-    if ready.len().unwrap_or(0) == 0 {
-        return Ok(None);
-    }
-    let last = ready.get_item(-1)?;
-    let owner = last
-        .getattr_opt(intern!(py, "_callback"))?
-        .map(|callback| callback.getattr_opt(intern!(py, "__self__")))
-        .transpose()?
-        .flatten();
-    if !owner.is_some_and(|owner| owner.is(task)) {
-        return Ok(None);
-    }
-    let handle = ready.call_method0(intern!(py, "pop"))?;
-    Ok(Some((ready, handle)))
 }
 
 /// Runs `coro` on a blockon loop thread and waits for it.

@@ -30,9 +30,11 @@ pub struct Cached {
     pub future_type: Py<PyAny>,
     /// `blockon._hooks.awaitable_iterator(obj)`: the iterator to drive, or a teaching TypeError.
     pub awaitable_iterator: Py<PyAny>,
-    /// `blockon._hooks.drive_until(loop, start, done, cancel, timeout, grace) -> bool`:
+    /// `blockon._hooks.drive_until(loop, queued, done, cancel, timeout, grace) -> bool`:
     /// re-entrant running.
     pub drive_until: Py<PyAny>,
+    /// `blockon._hooks.check_reentry(loop)`: the RuntimeError for a loop that cannot re-enter.
+    pub check_reentry: Py<PyAny>,
     /// `blockon._hooks.settle_future(future, kind, value)`.
     pub settle_future: Py<PyAny>,
     /// `blockon._hooks.link_future(future) -> link`: ties a `submit` future to its task.
@@ -71,6 +73,7 @@ pub fn cached(py: Python<'_>) -> PyResult<&Cached> {
             future_type: attr(py, "concurrent.futures", "Future")?.unbind(),
             awaitable_iterator: hooks.getattr("awaitable_iterator")?.unbind(),
             drive_until: hooks.getattr("drive_until")?.unbind(),
+            check_reentry: hooks.getattr("check_reentry")?.unbind(),
             settle_future: hooks.getattr("settle_future")?.unbind(),
             link_future: hooks.getattr("link_future")?.unbind(),
             attach_task: hooks.getattr("attach_task")?.unbind(),

@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyCFunction;
 
@@ -18,37 +19,58 @@ use crate::completion::{Call, Outcome};
 use crate::driver::{Driver, Target};
 use crate::py::cached;
 
-/// Drives `event_loop` (running in this thread) until `call` settles: `start` once, `cancel`
-/// on timeout, Ctrl-C, or the caller's own task being cancelled. Returns the outcome.
-pub fn drive_nested<S, C>(
+/// The number of handles in `event_loop`'s ready queue, or the RuntimeError that explains
+/// why the loop cannot be re-entered (uvloop has no ready queue to drive).
+pub fn ready_len(event_loop: &Bound<'_, PyAny>) -> PyResult<usize> {
+    let py = event_loop.py();
+    let ready = event_loop.getattr_opt(intern!(py, "_ready"))?;
+    let steppable = event_loop.getattr_opt(intern!(py, "_run_once"))?.is_some();
+    match ready {
+        Some(ready) if steppable => ready.len(),
+        _ => {
+            cached(py)?.check_reentry.call1(py, (event_loop,))?;
+            Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "this event loop cannot be re-entered",
+            ))
+        }
+    }
+}
+
+/// Drives `event_loop` (running in this thread) until `call` settles, the work having been
+/// started already; `queued` is [`ready_len`] from before it was. `cancel` runs on timeout,
+/// Ctrl-C, or the caller's own task being cancelled. Returns the outcome.
+pub fn drive_nested<C>(
     event_loop: &Bound<'_, PyAny>,
     call: &Arc<Call>,
-    start: S,
+    queued: usize,
     cancel: C,
     timeout: Option<f64>,
     grace: f64,
 ) -> PyResult<Py<PyAny>>
 where
-    S: Fn(Python<'_>) -> PyResult<()> + Send + Sync + 'static,
     C: Fn(Python<'_>) -> PyResult<()> + Send + Sync + 'static,
 {
     let py = event_loop.py();
-    let start = PyCFunction::new_closure(py, None, None, move |args, _| start(args.py()))?;
-    let cancel = PyCFunction::new_closure(py, None, None, move |args, _| cancel(args.py()))?;
-    let watched = Arc::clone(call);
-    let done = PyCFunction::new_closure(py, None, None, move |_, _| watched.outcome.is_complete())?;
-    let fired = cached(py)?
-        .drive_until
-        .call1(py, (event_loop, start, done, cancel, timeout, grace))?
-        .is_truthy(py)?;
-    let outcome = call.outcome.take();
-    if fired && matches!(outcome, Some(Outcome::Cancelled)) {
-        return Err(timed_out(timeout));
+    if !call.outcome.is_complete() {
+        let cancel = PyCFunction::new_closure(py, None, None, move |args, _| cancel(args.py()))?;
+        let watched = Arc::clone(call);
+        let done =
+            PyCFunction::new_closure(py, None, None, move |_, _| watched.outcome.is_complete())?;
+        let fired = cached(py)?
+            .drive_until
+            .call1(py, (event_loop, queued, done, cancel, timeout, grace))?
+            .is_truthy(py)?;
+        let outcome = call.outcome.take();
+        if fired && matches!(outcome, Some(Outcome::Cancelled)) {
+            return Err(timed_out(timeout));
+        }
+        return deliver(py, outcome);
     }
-    deliver(py, outcome)
+    deliver(py, call.outcome.take())
 }
 
-/// `run()` re-entrantly: a task for `coro` on `event_loop`, driven until it is done.
+/// `run()` re-entrantly: a task for `coro` on `event_loop`, stepped eagerly, and the loop
+/// driven until it is done if that first step did not finish it.
 pub fn run_nested(
     event_loop: &Bound<'_, PyAny>,
     coro: Bound<'_, PyAny>,
@@ -56,24 +78,25 @@ pub fn run_nested(
     grace: f64,
 ) -> PyResult<Py<PyAny>> {
     let py = event_loop.py();
-    let call = Arc::new(Call::default());
-    let driver = Py::new(py, Driver::new(coro, Target::Call(Arc::clone(&call))))?;
-    let context = cached(py)?.copy_context.call0(py)?;
-    let loop_ref = event_loop.clone().unbind();
-    let to_start = driver.clone_ref(py);
-    let start = move |py: Python<'_>| {
-        spawn_task(
-            loop_ref.bind(py),
-            to_start.bind(py),
-            Some(context.bind(py)),
-            None,
-        )
+    let queued = match ready_len(event_loop) {
+        Ok(queued) => queued,
+        Err(err) => {
+            crate::awaitable::discard(&coro);
+            return Err(err);
+        }
     };
+    let call = Arc::new(Call::default());
+    let driver = Bound::new(py, Driver::new(coro, Target::Call(Arc::clone(&call))))?;
+    let context = cached(py)?.copy_context.call0(py)?;
+    if let Err(err) = spawn_task(event_loop, &driver, Some(context.bind(py)), None) {
+        let _ = driver.get().abandon(py, Outcome::Cancelled);
+        return Err(err);
+    }
     let to_cancel = Arc::clone(&call);
     let cancel = move |py: Python<'_>| to_cancel.cancel_task(py);
-    let result = drive_nested(event_loop, &call, start, cancel, timeout, grace);
+    let result = drive_nested(event_loop, &call, queued, cancel, timeout, grace);
     if result.is_err() && !call.outcome.is_complete() {
-        // Unsupported loop (nothing ran yet), or Ctrl-C past the grace: close the awaitable.
+        // Ctrl-C past the grace: close the awaitable.
         let _ = driver.get().abandon(py, Outcome::Cancelled);
     }
     result

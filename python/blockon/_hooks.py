@@ -97,15 +97,23 @@ def _reentry_points(loop: asyncio.AbstractEventLoop) -> tuple[Callable[[], None]
     )
 
 
+def check_reentry(loop: asyncio.AbstractEventLoop) -> None:
+    """Raise the RuntimeError that explains why ``loop`` cannot be re-entered, if it cannot."""
+    _reentry_points(loop)
+
+
 def drive_until(
     loop: asyncio.AbstractEventLoop,
-    start: Callable[[], None],
+    queued: int,
     done: Callable[[], bool],
     cancel: Callable[[], None],
     timeout: float | None,
     grace: float,
 ) -> bool:
-    """Step ``loop``, which is running in this thread, until ``done()``; ``start()`` first.
+    """Step ``loop``, which is running in this thread, until ``done()``.
+
+    ``queued`` is how many handles the loop's ready queue held when the caller was entered,
+    before it started its work (see ``_pad_ready``).
 
     Steps the loop one iteration at a time from inside the callback that called us. Scoped:
     asyncio is not patched, the Task class is not swapped. While nested, the caller's task
@@ -116,12 +124,6 @@ def drive_until(
     """
     run_once, ready = _reentry_points(loop)
     assert _enter_task is not None and _leave_task is not None
-    # The outer iteration of the loop (the one running our caller) will pop as many handles
-    # as were queued when we entered; we must not leave it fewer. See _pad_ready.
-    queued = len(ready)
-    start()
-    if done():
-        return False  # finished in its eager first step: no need to turn the loop
     outer = asyncio.current_task(loop)
     fired = False
 
