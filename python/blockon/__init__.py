@@ -13,6 +13,7 @@ See the README and docs/ for the rules of where the work runs.
 from ._api import enter_context, wrap_context, wrap_iter
 from ._blockon import run, submit
 from ._loopthread import LoopThread, default_loop_thread
+from ._to_thread import to_thread
 
 __all__ = (
     "LoopThread",
@@ -20,6 +21,7 @@ __all__ = (
     "enter_context",
     "run",
     "submit",
+    "to_thread",
     "wrap_context",
     "wrap_iter",
 )

@@ -48,9 +48,7 @@ def wrap_iter(portal: LoopThread, ait: AsyncIterable[T], prefetch: int = 0) -> I
 
 def wrap_context(portal: LoopThread, acm: AsyncContextSource[T]) -> _blockon.ContextBridge:
     kind = type(acm)
-    if not (
-        hasattr(kind, "__aenter__") or hasattr(kind, "__await__") or inspect.isawaitable(acm)
-    ):
+    if not (hasattr(kind, "__aenter__") or hasattr(kind, "__await__") or inspect.isawaitable(acm)):
         hint = ""
         if hasattr(kind, "__enter__"):
             hint = "; it is already a plain context manager: use `with` on it directly"

@@ -21,7 +21,7 @@ from contextlib import AbstractContextManager as ContextManager
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
-from . import _blockon, _bridges
+from . import _blockon, _bridges, _to_thread
 
 _SelectorLoop = asyncio.selector_events.BaseSelectorEventLoop
 T = TypeVar("T")
@@ -127,8 +127,11 @@ class LoopThread(_blockon.Portal):
                     break
                 bridge = self._entered.pop()
             try:
-                if bridge.__exit__(type(pending) if pending else None, pending,
-                                   pending.__traceback__ if pending else None):
+                if bridge.__exit__(
+                    type(pending) if pending else None,
+                    pending,
+                    pending.__traceback__ if pending else None,
+                ):
                     suppressed, pending = True, None
             except BaseException as new:  # noqa: BLE001 - handed to the older exits, like ExitStack
                 if new is not pending:
@@ -268,6 +271,7 @@ def _register(factory: Callable[[], Any]) -> None:
     atexit.register(_close_all_at_exit)
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_blockon._after_fork_in_child)
+        os.register_at_fork(after_in_child=_to_thread._reset_after_fork)
 
 
 _register(LoopThread)
