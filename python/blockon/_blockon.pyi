@@ -1,16 +1,20 @@
 """Type stubs for blockon's native engine."""
 
 import asyncio
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import AsyncIterable, Awaitable, Callable, Generator
 from concurrent.futures import Future
-from typing import Any, TypeVar, final
+from types import TracebackType
+from typing import Any, Generic, TypeVar, final
 
 _T = TypeVar("_T")
 
 __all__ = [
+    "ContextBridge",
     "Driver",
     "HotSelector",
+    "IterBridge",
     "Portal",
+    "Session",
     "_after_fork_in_child",
     "_default_portal",
     "_set_default_factory",
@@ -87,3 +91,35 @@ class Driver:
 @final
 class HotSelector:
     def select(self, timeout: float | None = None) -> list[tuple[Any, int]]: ...
+
+@final
+class Session:
+    def __await__(self) -> Generator[Any]: ...
+    def __next__(self) -> Any: ...
+    def send(self, value: Any) -> Any: ...
+    def throw(self, *args: Any) -> Any: ...
+    def close(self) -> None: ...
+    @property
+    def __qualname__(self) -> str: ...
+    @property
+    def __name__(self) -> str: ...
+
+@final
+class IterBridge(Generic[_T]):
+    def __new__(
+        cls, portal: Portal, source: AsyncIterable[_T], prefetch: int = 0
+    ) -> IterBridge[_T]: ...
+    def __iter__(self) -> IterBridge[_T]: ...
+    def __next__(self) -> _T: ...
+    def close(self) -> None: ...
+
+@final
+class ContextBridge(Generic[_T]):
+    def __new__(cls, portal: Portal, source: Any) -> ContextBridge[_T]: ...
+    def __enter__(self) -> _T: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc: BaseException | None = None,
+        tb: TracebackType | None = None,
+    ) -> bool: ...

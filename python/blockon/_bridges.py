@@ -46,7 +46,7 @@ def wrap_iter(portal: LoopThread, ait: AsyncIterable[T], prefetch: int = 0) -> I
     return iterator
 
 
-def wrap_context(portal: LoopThread, acm: AsyncContextSource[T]) -> _blockon.ContextBridge:
+def wrap_context(portal: LoopThread, acm: AsyncContextSource[T]) -> _blockon.ContextBridge[T]:
     kind = type(acm)
     if not (hasattr(kind, "__aenter__") or hasattr(kind, "__await__") or inspect.isawaitable(acm)):
         hint = ""

@@ -61,7 +61,7 @@ class LoopThread(_blockon.Portal):
         self._loop_factory = loop_factory
         self._name = name
         self.blocked_warning = blocked_warning
-        self._entered: list[_blockon.ContextBridge] = []
+        self._entered: list[_blockon.ContextBridge[Any]] = []
         self._entered_lock = threading.Lock()
         _live.add(self)
 
@@ -133,7 +133,7 @@ class LoopThread(_blockon.Portal):
                     pending.__traceback__ if pending else None,
                 ):
                     suppressed, pending = True, None
-            except BaseException as new:  # noqa: BLE001 - handed to the older exits, like ExitStack
+            except BaseException as new:  # handed on to the older exits, like ExitStack
                 if new is not pending:
                     new.__context__ = pending
                 pending, suppressed = new, False

@@ -69,5 +69,5 @@ async def to_thread(fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) ->
     """
     loop = asyncio.get_running_loop()
     context = contextvars.copy_context()
-    work = functools.partial(context.run, _at_home, loop, fn, *args, **kwargs)
+    work: Callable[[], R] = functools.partial(context.run, _at_home, loop, fn, *args, **kwargs)  # type: ignore[arg-type]
     return await loop.run_in_executor(_executor(), work)
