@@ -50,9 +50,9 @@ fmt: venv ## format Rust and Python sources
 	$(VENV)/bin/ruff format python tests benches examples
 	$(VENV)/bin/ruff check --fix python tests benches examples
 
-bench: build ## run the benchmarks side by side and print the tables (see docs/benchmarks.md)
-	$(VENV)/bin/pip install -q -E 2>/dev/null; $(VPY) -m pip install -q uvloop
-	$(VPY) benches/run_all.py
+bench: venv ## run the benchmarks side by side (BENCH_ARGS=--write updates docs/benchmarks.md)
+	$(VENV)/bin/maturin develop --release --quiet -E test,lint,demo,bench
+	$(VPY) benches/run_all.py $(BENCH_ARGS)
 
 clean: ## remove build products and the virtualenv
 	cargo clean
