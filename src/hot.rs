@@ -28,6 +28,37 @@ const SPIN: Duration = Duration::from_micros(50);
 /// How recently the loop must have taken work for it to spin at all.
 const HOT_FOR_NANOS: u64 = 2_000_000;
 
+/// For loops whose selector cannot be wrapped (uvloop): one pulse, run as a loop callback
+/// after the inbox was drained. While the loop has been busy, it spins (GIL released) for
+/// new work and drains it; it returns whether to run again soon (`loop.call_soon`). When
+/// no work came, it marks the loop idle, so callers wake it with the byte again. Between
+/// pulses the loop runs its other callbacks and I/O as usual; a pulse holds it for at most
+/// one spin.
+pub fn pulse(py: Python<'_>, core: &Core, drain: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let inbox = &core.inbox;
+    if inbox.busy_within(HOT_FOR_NANOS) {
+        let end = Instant::now() + SPIN;
+        let found = py.detach(|| {
+            inbox.set_detached(true);
+            let found = waiter::spin_until(end, || inbox.has_jobs());
+            inbox.set_detached(found);
+            found
+        });
+        inbox.set_detached(false);
+        if found {
+            drain.call0()?;
+            return Ok(true);
+        }
+    }
+    inbox.set_idle(true);
+    if inbox.has_jobs() {
+        inbox.set_idle(false);
+        drain.call0()?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
 #[pyclass(frozen, module = "blockon._blockon")]
 pub struct HotSelector {
     real: Py<PyAny>,

@@ -122,6 +122,11 @@ impl<J> Inbox<J> {
         self.watched.load(Ordering::Relaxed) && !self.detached.load(Ordering::Acquire)
     }
 
+    /// Whether the consumer said it is idle.
+    pub fn is_idle(&self) -> bool {
+        self.idle.load(Ordering::SeqCst)
+    }
+
     /// Whether jobs are waiting to be taken.
     pub fn has_jobs(&self) -> bool {
         self.queued.load(Ordering::SeqCst) > 0

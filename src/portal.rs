@@ -266,6 +266,38 @@ impl Portal {
         Ok(HotSelector::new(real, core, drain))
     }
 
+    /// Loop thread (loops without a wrappable selector): callers wake this loop only while
+    /// it is idle; the loop reports that through pulses. Starts idle.
+    fn _watch_pulsed(&self) -> PyResult<()> {
+        let core = self
+            .life
+            .attached()
+            .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("no loop attached"))?;
+        core.inbox.watch();
+        core.inbox.set_idle(true);
+        Ok(())
+    }
+
+    /// Loop thread: the reader woke the loop; drains, and says whether to start pulsing.
+    fn _wake(slf: &Bound<'_, Self>) -> PyResult<bool> {
+        slf.get()._drain(slf.py());
+        let Some(core) = slf.get().life.attached() else {
+            return Ok(false);
+        };
+        let was_idle = core.inbox.is_idle();
+        core.inbox.set_idle(false);
+        Ok(was_idle)
+    }
+
+    /// Loop thread: one pulse (see `hot::pulse`); whether to pulse again.
+    fn _pulse(slf: &Bound<'_, Self>) -> PyResult<bool> {
+        let Some(core) = slf.get().life.attached() else {
+            return Ok(false);
+        };
+        let drain = slf.getattr(intern!(slf.py(), "_drain"))?;
+        crate::hot::pulse(slf.py(), &core, &drain)
+    }
+
     /// Loop thread: ready for work.
     fn _started(&self) {
         self.life.started();

@@ -193,11 +193,15 @@ class LoopThread(_blockon.Portal):
             if not isinstance(loop, asyncio.AbstractEventLoop):
                 raise TypeError(f"loop_factory returned {type(loop).__name__!r}, not an event loop")
             fd = self._attach(loop)
-            loop.add_reader(fd, self._drain)
             if isinstance(loop, _SelectorLoop):
                 # A stdlib loop: it drains the inbox from its selector, and spins briefly
                 # before it sleeps (see hot.rs).
+                loop.add_reader(fd, self._drain)
                 loop._selector = self._hot_selector(loop._selector)  # type: ignore[attr-defined]
+            else:
+                # Another loop (uvloop): woken by the reader, it pulses while busy.
+                self._watch_pulsed()
+                loop.add_reader(fd, self._on_wake, loop)
         except BaseException as exc:
             try:
                 if isinstance(loop, asyncio.AbstractEventLoop):
@@ -210,6 +214,14 @@ class LoopThread(_blockon.Portal):
             loop.run_forever()
         finally:
             self._shut_down(loop, fd)
+
+    def _on_wake(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._wake():
+            loop.call_soon(self._pulse_on, loop)
+
+    def _pulse_on(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._pulse():
+            loop.call_soon(self._pulse_on, loop)
 
     def _shut_down(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
         self._shutdown_inbox()
