@@ -27,6 +27,7 @@ import _harness as h
 import bench_import
 import bench_memory
 import bench_run
+import bench_stream
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -35,6 +36,7 @@ END = "<!-- END RESULTS -->"
 
 SECTIONS: dict[str, Callable[[h.Config], h.Section]] = {
     **bench_run.SECTIONS,
+    "stream": bench_stream.bench_stream,
     "memory": bench_memory.bench_memory,
     "import": bench_import.bench_import,
 }
