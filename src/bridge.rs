@@ -201,6 +201,31 @@ impl IterBridge {
         }
     }
 
+    /// One `asend`/`athrow` step: like `__next__` in lockstep, for generator twins.
+    fn generator_step(&self, py: Python<'_>, op: Op) -> PyResult<Option<Py<PyAny>>> {
+        if self.prefetch > 0 {
+            return Err(PyValueError::new_err(
+                "send() and throw() need a lockstep iterator (prefetch=0): items pulled \
+                 ahead cannot take a value sent in",
+            ));
+        }
+        if lock(&self.state).finished {
+            return match op {
+                Op::Athrow(args) => Err(PyErr::from_value(args.bind(py).get_item(0)?)),
+                _ => Ok(None),
+            };
+        }
+        let (session, _) = self.session(py)?;
+        match step(py, self.portal.bind(py), &session, op, None, None) {
+            Ok(value) => Ok(Some(value)),
+            Err(err) if err.is_instance_of::<PyStopAsyncIteration>(py) => {
+                self.finish(py);
+                Ok(None)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
     fn close_now(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
         let (session, buffer) = {
             let mut state = lock(&self.state);
@@ -264,6 +289,29 @@ impl IterBridge {
             }
             Err(err) => Err(err),
         }
+    }
+
+    /// Like a generator's ``send``: ``asend(value)`` on the async generator (lockstep only).
+    fn send(&self, py: Python<'_>, value: Py<PyAny>) -> PyResult<Option<Py<PyAny>>> {
+        if value.is_none(py) {
+            return self.__next__(py);
+        }
+        self.generator_step(py, Op::Asend(value))
+    }
+
+    /// Like a generator's ``throw``: ``athrow(...)`` on the async generator (lockstep only).
+    #[pyo3(signature = (typ, val=None, tb=None))]
+    fn throw(
+        &self,
+        py: Python<'_>,
+        typ: Py<PyAny>,
+        val: Option<Py<PyAny>>,
+        tb: Option<Py<PyAny>>,
+    ) -> PyResult<Option<Py<PyAny>>> {
+        let mut args = vec![typ];
+        args.extend(val);
+        args.extend(tb);
+        self.generator_step(py, Op::Athrow(PyTuple::new(py, args)?.unbind()))
     }
 
     /// Stop iterating: stops the pump (dropping prefetched items nobody took) and awaits

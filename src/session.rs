@@ -39,6 +39,10 @@ pub enum Op {
     Aiter(Py<PyAny>),
     /// Await `type(subject).__anext__(subject)`.
     Anext,
+    /// Await `subject.asend(value)` (an async generator's `send`).
+    Asend(Py<PyAny>),
+    /// Await `subject.athrow(*args)` (an async generator's `throw`).
+    Athrow(Py<PyTuple>),
     /// Await `subject.aclose()` where it has one.
     Aclose,
     /// Enter an async context manager, or an awaitable that returns one: the subject becomes
@@ -373,6 +377,11 @@ impl Session {
                 }
             }
             Op::Anext => awaited(method(intern!(py, "__anext__"), &[])?),
+            Op::Asend(value) => awaited(method(intern!(py, "asend"), &[value.into_bound(py)])?),
+            Op::Athrow(args) => {
+                let args: Vec<Bound<'py, PyAny>> = args.bind(py).iter().collect();
+                awaited(method(intern!(py, "athrow"), &args)?)
+            }
             Op::Aclose => {
                 let subject = self.subject(py)?;
                 match subject.getattr_opt(intern!(py, "aclose"))? {

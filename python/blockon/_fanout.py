@@ -582,4 +582,22 @@ def map(
         raise TypeError(f"timeout must be None or a number, got {type(timeout).__name__!r}")
     bound = _check_limit(limit) or DEFAULT_MAP_LIMIT
     agen = _map_async(fn, zip(*iterables, strict=False), bound, ordered, deadline, timeout)
-    return portal.wrap_iter(agen)
+    return _closing(portal.wrap_iter(agen))
+
+
+def _closing(bridge: Iterator[T]) -> Iterator[T]:
+    """The native ``wrap_iter`` bridge, closed explicitly when iteration ends for any reason.
+
+    The native bridge closes itself when dropped, but a bridge dropped while an exception is
+    propagating (``list(it)`` or a ``for`` loop when ``next()`` raises) runs that close with
+    the exception still set, loses it, and the caller gets ``SystemError: error return
+    without exception set``. A generator's ``finally`` runs with the exception saved, so
+    closing the bridge here first leaves nothing for its drop to do.
+    """
+    __tracebackhide__ = True
+    try:
+        yield from bridge
+    finally:
+        close = getattr(bridge, "close", None)
+        if close is not None:
+            close()
