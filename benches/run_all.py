@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import _harness as h
+import bench_fanout  # fan-out section (issue 4)
 import bench_import
 import bench_memory
 import bench_run
@@ -37,6 +38,7 @@ END = "<!-- END RESULTS -->"
 SECTIONS: dict[str, Callable[[h.Config], h.Section]] = {
     **bench_run.SECTIONS,
     "stream": bench_stream.bench_stream,
+    "fanout": bench_fanout.bench_fanout,  # gather of 10,000 sleeping coroutines (issue 4)
     "memory": bench_memory.bench_memory,
     "import": bench_import.bench_import,
 }

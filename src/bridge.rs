@@ -76,6 +76,22 @@ fn open_session(portal: &Bound<'_, Portal>) -> PyResult<Py<Session>> {
     Py::new(portal.py(), Session::new(core))
 }
 
+/// Queues `job` and wakes the loop if needed, without releasing the GIL.
+fn post_now(py: Python<'_>, core: &crate::lifecycle::Core, job: Job) -> bool {
+    match core.inbox.push(job) {
+        Ok(must_wake) => {
+            if must_wake {
+                core.inbox.wake();
+            }
+            true
+        }
+        Err(job) => {
+            job.refuse(py);
+            false
+        }
+    }
+}
+
 fn session_job(py: Python<'_>, session: &Py<Session>, job: SessionJob) {
     post(
         py,
@@ -130,12 +146,19 @@ impl IterBridge {
             },
             context: Some(context),
         };
-        if !post(py, &session.get().core, aiter) {
+        // Queued with the GIL held (`post_now`): releasing it while this mutex is held would
+        // let another thread's `next()` wait on the mutex with the GIL: a deadlock.
+        let core = &session.get().core;
+        if !post_now(py, core, aiter) {
             return Err(crate::lifecycle::closed_error());
         }
         let buffer = (self.prefetch > 0).then(|| Arc::new(Prefetch::new(self.prefetch)));
         if let Some(buffer) = &buffer {
-            session_job(py, &session, SessionJob::StartPump(Arc::clone(buffer)));
+            let job = Job::Session(
+                session.clone_ref(py),
+                SessionJob::StartPump(Arc::clone(buffer)),
+            );
+            post_now(py, core, job);
         }
         state.session = Some(session.clone_ref(py));
         state.buffer.clone_from(&buffer);
@@ -158,7 +181,7 @@ impl IterBridge {
         &self,
         py: Python<'_>,
         session: &Py<Session>,
-        buffer: &Prefetch,
+        buffer: Arc<Prefetch>,
     ) -> PyResult<Option<Py<PyAny>>> {
         loop {
             match buffer.take() {
@@ -185,6 +208,17 @@ impl IterBridge {
                 Take::Empty => {
                     if lock(&self.state).finished {
                         return Ok(None);
+                    }
+                    let core = &session.get().core;
+                    let running = cached(py)?.get_running_loop.bind(py).call0()?;
+                    if core.event_loop.bind(py).is(&running) {
+                        // Sync code on the loop thread: run the loop until the pump delivers.
+                        let queued = crate::reentry::ready_len(&running)?;
+                        let watched = Arc::clone(&buffer);
+                        let grace = self.portal.get().grace();
+                        let ready = move || watched.has_items();
+                        crate::reentry::drive(&running, queued, ready, |_| Ok(()), None, grace)?;
+                        continue;
                     }
                     py.detach(|| {
                         let spin_end = Instant::now() + Duration::from_micros(50);
@@ -224,6 +258,52 @@ impl IterBridge {
             }
             Err(err) => Err(err),
         }
+    }
+
+    /// Whether the calling thread runs this bridge's loop.
+    fn on_own_loop(&self, py: Python<'_>) -> bool {
+        let state = lock(&self.state);
+        let Some(session) = &state.session else {
+            return false;
+        };
+        cached(py)
+            .and_then(|c| c.get_running_loop.bind(py).call0())
+            .is_ok_and(|running| session.get().core.event_loop.bind(py).is(&running))
+    }
+
+    /// Closes without waiting: queues the pump's stop, `aclose()` and the end.
+    fn close_later(&self, py: Python<'_>) {
+        let (session, buffer) = {
+            let mut state = lock(&self.state);
+            state.finished = true;
+            (state.session.take(), state.buffer.take())
+        };
+        let Some(session) = session else {
+            return;
+        };
+        let core = &session.get().core;
+        if let Some(buffer) = buffer {
+            drop(buffer.close());
+            post_now(
+                py,
+                core,
+                Job::Session(session.clone_ref(py), SessionJob::StopPump),
+            );
+        }
+        let aclose = Job::Step {
+            session: session.clone_ref(py),
+            step: Step {
+                op: Op::Aclose,
+                call: Arc::new(Call::default()),
+            },
+            context: None,
+        };
+        post_now(py, core, aclose);
+        post_now(
+            py,
+            core,
+            Job::Session(session.clone_ref(py), SessionJob::Finish),
+        );
     }
 
     fn close_now(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
@@ -279,7 +359,7 @@ impl IterBridge {
         }
         let (session, buffer) = self.session(py)?;
         if let Some(buffer) = buffer {
-            return self.take(py, &session, &buffer);
+            return self.take(py, &session, buffer);
         }
         match step(py, self.portal.bind(py), &session, Op::Anext, None, None) {
             Ok(value) => Ok(Some(value)),
@@ -287,7 +367,12 @@ impl IterBridge {
                 self.finish(py);
                 Ok(None)
             }
-            Err(err) => Err(err),
+            Err(err) => {
+                if !session.get().has_subject() {
+                    self.finish(py); // `__aiter__` failed: nothing to iterate or close
+                }
+                Err(err)
+            }
         }
     }
 
@@ -339,9 +424,21 @@ impl Drop for IterBridge {
             .is_some_and(|s| s.get().core.is_current() && !s.get().core.inbox.is_closed());
         if live {
             Python::try_attach(|py| {
-                let grace = self.portal.get().grace();
-                if let Err(err) = self.close_now(py, Some(grace)) {
+                // Dropped while an exception propagates (a `for` loop's iterator, freed during
+                // unwinding): keep that exception, and put it back afterwards.
+                let pending = PyErr::take(py);
+                let closed = if self.on_own_loop(py) {
+                    // The loop cannot be waited for from its own thread: hand it the close.
+                    self.close_later(py);
+                    Ok(())
+                } else {
+                    self.close_now(py, Some(self.portal.get().grace()))
+                };
+                if let Err(err) = closed {
                     err.write_unraisable(py, Some(self.source.bind(py)));
+                }
+                if let Some(pending) = pending {
+                    pending.restore(py);
                 }
             });
         }
@@ -411,6 +508,7 @@ impl ContextBridge {
         let Some(session) = lock(&self.session).take() else {
             return Ok(false);
         };
+        let body_exc = exc.as_ref().map(|e| e.clone_ref(py));
         let args = PyTuple::new(py, [exc_type, exc, tb])?.unbind();
         let exited = step(
             py,
@@ -421,6 +519,19 @@ impl ContextBridge {
             None,
         );
         session_job(py, &session, SessionJob::Finish);
-        exited?.bind(py).is_truthy()
+        match exited {
+            Ok(suppress) => suppress.bind(py).is_truthy(),
+            Err(err) => {
+                // `async with` raises `__aexit__`'s error inside the handler of the body's
+                // exception, which chains them; so does this.
+                if let Some(body_exc) = body_exc {
+                    let value = err.value(py);
+                    if !value.is(&body_exc) && value.getattr("__context__")?.is_none() {
+                        value.setattr("__context__", body_exc)?;
+                    }
+                }
+                Err(err)
+            }
+        }
     }
 }

@@ -203,12 +203,12 @@ pub fn on_loop(
     let c = cached(py)?;
     let call = Arc::new(Call::default());
     let driver = Bound::new(py, Driver::new(coro, Target::Call(Arc::clone(&call))))?;
-    let kwargs = PyDict::new(py);
-    kwargs.set_item(intern!(py, "context"), c.copy_context.call0(py)?)?;
-    let scheduled = event_loop.call_method(
+    // The context goes to the task itself (not to the callback that starts it), so the
+    // eager first step and the later steps share it.
+    let context = c.copy_context.call0(py)?;
+    let scheduled = event_loop.call_method1(
         intern!(py, "call_soon_threadsafe"),
-        (c.spawn_here.bind(py), event_loop, &driver),
-        Some(&kwargs),
+        (c.spawn_here.bind(py), event_loop, &driver, context),
     );
     if let Err(err) = scheduled {
         driver.get().abandon(py, Outcome::Cancelled)?;
@@ -388,8 +388,12 @@ fn warn_blocked(py: Python<'_>, how: &Waiting<'_>) -> PyResult<()> {
 
 /// Called on a foreign loop through `call_soon_threadsafe`: starts the driver's task there.
 #[pyfunction]
-pub fn _spawn_here(event_loop: &Bound<'_, PyAny>, driver: &Bound<'_, Driver>) {
-    if let Err(err) = spawn_task(event_loop, driver, None, None) {
+pub fn _spawn_here(
+    event_loop: &Bound<'_, PyAny>,
+    driver: &Bound<'_, Driver>,
+    context: &Bound<'_, PyAny>,
+) {
+    if let Err(err) = spawn_task(event_loop, driver, Some(context), None) {
         let py = event_loop.py();
         let outcome = Outcome::Raised(err.into_value(py).into_any());
         if let Err(err) = driver.get().abandon(py, outcome) {

@@ -36,9 +36,34 @@ pub fn ready_len(event_loop: &Bound<'_, PyAny>) -> PyResult<usize> {
     }
 }
 
-/// Drives `event_loop` (running in this thread) until `call` settles, the work having been
-/// started already; `queued` is [`ready_len`] from before it was. `cancel` runs on timeout,
-/// Ctrl-C, or the caller's own task being cancelled. Returns the outcome.
+/// Drives `event_loop` (running in this thread) until `done()`, the work having been started
+/// already; `queued` is [`ready_len`] from before it was. `cancel` runs on timeout, Ctrl-C, or
+/// the caller's own task being cancelled. Returns whether the timeout fired.
+pub fn drive<D, C>(
+    event_loop: &Bound<'_, PyAny>,
+    queued: usize,
+    done: D,
+    cancel: C,
+    timeout: Option<f64>,
+    grace: f64,
+) -> PyResult<bool>
+where
+    D: Fn() -> bool + Send + Sync + 'static,
+    C: Fn(Python<'_>) -> PyResult<()> + Send + Sync + 'static,
+{
+    if done() {
+        return Ok(false);
+    }
+    let py = event_loop.py();
+    let cancel = PyCFunction::new_closure(py, None, None, move |args, _| cancel(args.py()))?;
+    let done = PyCFunction::new_closure(py, None, None, move |_, _| done())?;
+    cached(py)?
+        .drive_until
+        .call1(py, (event_loop, queued, done, cancel, timeout, grace))?
+        .is_truthy(py)
+}
+
+/// [`drive`] until `call` settles; returns its outcome.
 pub fn drive_nested<C>(
     event_loop: &Bound<'_, PyAny>,
     call: &Arc<Call>,
@@ -51,22 +76,20 @@ where
     C: Fn(Python<'_>) -> PyResult<()> + Send + Sync + 'static,
 {
     let py = event_loop.py();
-    if !call.outcome.is_complete() {
-        let cancel = PyCFunction::new_closure(py, None, None, move |args, _| cancel(args.py()))?;
-        let watched = Arc::clone(call);
-        let done =
-            PyCFunction::new_closure(py, None, None, move |_, _| watched.outcome.is_complete())?;
-        let fired = cached(py)?
-            .drive_until
-            .call1(py, (event_loop, queued, done, cancel, timeout, grace))?
-            .is_truthy(py)?;
-        let outcome = call.outcome.take();
-        if fired && matches!(outcome, Some(Outcome::Cancelled)) {
-            return Err(timed_out(timeout));
-        }
-        return deliver(py, outcome);
+    let watched = Arc::clone(call);
+    let fired = drive(
+        event_loop,
+        queued,
+        move || watched.outcome.is_complete(),
+        cancel,
+        timeout,
+        grace,
+    )?;
+    let outcome = call.outcome.take();
+    if fired && matches!(outcome, Some(Outcome::Cancelled)) {
+        return Err(timed_out(timeout));
     }
-    deliver(py, call.outcome.take())
+    deliver(py, outcome)
 }
 
 /// `run()` re-entrantly: a task for `coro` on `event_loop`, stepped eagerly, and the loop

@@ -16,8 +16,10 @@
 //!
 //! Cancelling one step cancels the task while that step runs, and is undone (`uncancel`)
 //! once the step ends, so the task's cancellation count stays truthful for the next step.
-//! The task being cancelled by anything else (the loop thread closing) ends the session, after
-//! its closer step (`aclose`, or `__aexit__`) has run.
+//! The task cancelled while parked by something else (an `asyncio.timeout()` or task group
+//! the subject holds) hands the `CancelledError` to the next step, where `async with` or
+//! `async for` would have seen it. The loop thread closing ends the session, after its closer
+//! step (`aclose`, or `__aexit__`) has run.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -88,6 +90,8 @@ struct State {
     ended: bool,
     closer: Option<Step>,
     subject: Option<Py<PyAny>>,
+    /// The task was cancelled while parked: the next step gets the `CancelledError`.
+    cancel_pending: bool,
     /// Why there is no subject (`__aiter__` failed): what later steps raise.
     subject_error: Option<Py<PyAny>>,
     pump: Option<Arc<Prefetch>>,
@@ -245,19 +249,27 @@ impl Session {
                 }
                 continue;
             }
-            // Idle. Cancelled from outside (the park future was cancelled, or the task's
-            // cancellation count says so): run the closer, then end.
+            // Idle. The loop thread is shutting down (its inbox is closed, and it cancels
+            // every task): run the closer, then end.
             let thrown = matches!(input.take(), Some(Input::Throw(_)));
-            if thrown || self.cancelled_from_outside(py)? {
+            if self.core.inbox.is_closed() {
                 let mut state = lock(&self.state);
-                state.finishing = true;
-                if let Some(buffer) = state.pump.take() {
-                    // The consumer learns after the items before: cancelled from elsewhere.
-                    buffer.push(Item::Cancelled);
+                if !state.finishing {
+                    state.finishing = true;
+                    if let Some(buffer) = state.pump.take() {
+                        // The consumer learns after the items before: cancelled from elsewhere.
+                        buffer.push(Item::Cancelled);
+                    }
+                    if let Some(closer) = state.closer.take() {
+                        state.queue.push_front(closer);
+                    }
                 }
-                if let Some(closer) = state.closer.take() {
-                    state.queue.push_front(closer);
-                }
+            } else if thrown {
+                // Cancelled while parked by something the subject itself set up (an
+                // `asyncio.timeout()` or a task group held across `yield`, between `__aenter__`
+                // and `__aexit__`): where `async with` or `async for` would see it, at the next
+                // await on the subject. The next step gets the `CancelledError`.
+                lock(&self.state).cancel_pending = true;
             }
             if let Some(step) = self.next_step(py)? {
                 lock(&self.state).running = Some(step);
@@ -280,23 +292,14 @@ impl Session {
         }
     }
 
-    fn cancelled_from_outside(&self, py: Python<'_>) -> PyResult<bool> {
-        match self.task(py) {
-            Some(task) => Ok(task
-                .call_method0(intern!(py, "cancelling"))?
-                .extract::<usize>()?
-                > 0),
-            None => Ok(false),
-        }
-    }
-
     /// The next awaitable to run: a queued step (steps that need no awaiting settle at once),
     /// or the pump's next `__anext__`.
     fn next_step(&self, py: Python<'_>) -> PyResult<Option<Running>> {
         loop {
             let step = lock(&self.state).queue.pop_front();
             if let Some(step) = step {
-                match self.begin(py, step.op) {
+                let op = self.deliver_pending_cancel(py, step.op)?;
+                match self.begin(py, op) {
                     Ok(Begun::Done(value)) => step.call.settle(Outcome::Value(value)),
                     Ok(Begun::Await(inner, then)) => {
                         return Ok(Some(Running {
@@ -330,6 +333,38 @@ impl Session {
                 Err(err) => self.pumped(py, stepping::outcome_of(py, err), 0),
             }
         }
+    }
+
+    /// A cancellation that arrived while parked goes into the next step on the subject: an
+    /// `__anext__` becomes `athrow(CancelledError())`, an `__aexit__` without an exception gets
+    /// the `CancelledError` (so `asyncio.timeout()` turns it into `TimeoutError`, and a task
+    /// group into its errors).
+    fn deliver_pending_cancel(&self, py: Python<'_>, op: Op) -> PyResult<Op> {
+        let pending = std::mem::take(&mut lock(&self.state).cancel_pending);
+        if !pending {
+            return Ok(op);
+        }
+        let cancelled = crate::py::cached(py)?.asyncio_cancelled.bind(py);
+        let exc = cancelled.call0()?;
+        Ok(match op {
+            Op::Anext | Op::Asend(_) => Op::Athrow(PyTuple::new(py, [exc])?.unbind()),
+            Op::Exit(args) if args.bind(py).get_item(0)?.is_none() => Op::Exit(
+                PyTuple::new(
+                    py,
+                    [cancelled.clone().into_any(), exc, py.None().into_bound(py)],
+                )?
+                .unbind(),
+            ),
+            other => {
+                lock(&self.state).cancel_pending = true;
+                other
+            }
+        })
+    }
+
+    /// Whether the subject exists (`__aiter__` succeeded, or the manager was entered).
+    pub fn has_subject(&self) -> bool {
+        lock(&self.state).subject.is_some()
     }
 
     fn subject<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
@@ -383,7 +418,9 @@ impl Session {
                 awaited(method(intern!(py, "athrow"), &args)?)
             }
             Op::Aclose => {
-                let subject = self.subject(py)?;
+                let Ok(subject) = self.subject(py) else {
+                    return Ok(Begun::Done(py.None())); // never started: nothing to close
+                };
                 match subject.getattr_opt(intern!(py, "aclose"))? {
                     Some(aclose) => awaited(aclose.call0()?),
                     None => Ok(Begun::Done(py.None())),

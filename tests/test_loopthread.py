@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import gc
 import inspect
 import os
 import subprocess
@@ -481,3 +482,25 @@ def test_close_with_a_timeout_is_bounded_by_it():
         assert lt.closed
     finally:
         release.set()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_close_releases_file_descriptors():
+    def open_fds():
+        return len(os.listdir("/proc/self/fd"))
+
+    with blockon.LoopThread(debug_loop) as warm_up:  # first-use imports and caches
+        warm_up.run(answer())
+    gc.collect()
+    before = open_fds()
+    for _ in range(20):
+        lt = blockon.LoopThread(debug_loop)
+        lt.run(answer())
+        lt.submit(answer()).result(timeout=30)
+        lt.close()
+    for _ in range(5):
+        with blockon.LoopThread() as lt:
+            lt.run(answer())
+    gc.collect()
+    # 25 loop threads opened and closed: a leak would show as growth of 25 or more.
+    assert open_fds() <= before

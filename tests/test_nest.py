@@ -257,6 +257,27 @@ async def test_nest_wakes_for_call_soon_threadsafe_from_another_thread():
 
 
 @pytest.mark.asyncio
+async def test_nest_awaits_a_task_and_a_future_of_the_callers_loop():
+    loop = asyncio.get_running_loop()
+    task = asyncio.create_task(answer("task"))
+    fut = loop.create_future()
+    loop.call_soon(fut.set_result, "future")
+    assert blockon.run(task, nest=True) == "task"
+    assert blockon.run(fut, nest=True) == "future"
+
+
+@pytest.mark.asyncio
+async def test_default_path_with_a_task_of_the_callers_loop_fails_with_asyncios_error():
+    task = asyncio.create_task(answer("task"))
+    with pytest.raises(RuntimeError, match=r"different (event )?loop"):
+        blockon.run(task)  # the caller's loop is blocked: never a hang
+    # asyncio leaves the task marked as awaited by the task that got it from a different loop
+    # (stdlib run_coroutine_threadsafe does the same), so collect it without `await`.
+    await asyncio.wait([task])
+    assert task.result() == "task"
+
+
+@pytest.mark.asyncio
 async def test_nest_current_task_is_the_nested_task_then_the_outer_again():
     outer = asyncio.current_task()
     assert outer is not None

@@ -310,3 +310,40 @@ def test_exit_with_an_unclosed_user_loop_thread_and_a_thread_blocked_in_run():
         if line.startswith("daemon caller got"):
             assert line == "daemon caller got concurrent.futures._base CancelledError"
     assert elapsed < 10, elapsed
+
+
+def test_fork_child_can_use_a_loop_thread_made_in_the_parent():
+    # SPEC names only the default loop thread; a careful user expects the same of any
+    # LoopThread (or an error): never a hang in the child.
+    script = """
+    import asyncio, os, sys, warnings
+    import blockon
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    lt = blockon.LoopThread(name="made-in-parent")
+
+    async def pid():
+        await asyncio.sleep(0)
+        return os.getpid()
+
+    assert lt.run(pid()) == os.getpid()
+    child = os.fork()
+    if child == 0:
+        try:
+            ok = lt.run(pid(), timeout=10) == os.getpid()
+            print("child", "ok" if ok else "wrong pid", flush=True)
+        except RuntimeError as exc:
+            print("child RuntimeError", flush=True)
+        sys.exit(0)
+    _, status = os.waitpid(child, 0)
+    print("child exit", os.waitstatus_to_exitcode(status), flush=True)
+    assert lt.run(pid()) == os.getpid()
+    lt.close()
+    """
+    proc, elapsed = run_script(script, timeout=45)
+    assert proc.stderr == ""
+    assert proc.returncode == 0
+    lines = proc.stdout.splitlines()
+    assert lines[0] in ("child ok", "child RuntimeError")
+    assert lines[1:] == ["child exit 0"]
+    assert elapsed < 15, elapsed

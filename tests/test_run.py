@@ -7,12 +7,14 @@ import concurrent.futures
 import contextlib
 import contextvars
 import functools
+import gc
 import inspect
 import os
 import re
 import threading
 import traceback
 import types
+import weakref
 
 import blockon
 import pytest
@@ -464,3 +466,42 @@ def test_timeout_zero_on_work_that_never_suspends_returns_its_value(target, time
         return "done at once"
 
     assert target.run(immediate(), timeout=timeout) == "done at once"
+
+
+# --- no references kept --------------------------------------------------------------------
+
+
+class Token:
+    pass
+
+
+def test_no_reference_kept_to_the_result_or_the_coroutine(target):
+    token = Token()
+    token_ref = weakref.ref(token)
+
+    async def give(value):
+        await asyncio.sleep(0)
+        return value
+
+    coro = give(token)
+    coro_ref = weakref.ref(coro)
+    assert target.run(coro) is token
+    del token, coro
+    target.run(answer())  # let the loop thread finish its bookkeeping
+    gc.collect()
+    assert token_ref() is None, "run() keeps the result alive"
+    assert coro_ref() is None, "run() keeps the coroutine alive"
+
+
+def test_no_reference_kept_to_the_exception(target):
+    async def fail():
+        await asyncio.sleep(0)
+        raise Boom()
+
+    with pytest.raises(Boom) as info:
+        target.run(fail())
+    exc_ref = weakref.ref(info.value)
+    del info
+    target.run(answer())
+    gc.collect()
+    assert exc_ref() is None, "run() keeps the exception alive"

@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 
 import blockon
@@ -177,3 +181,40 @@ def test_close_while_many_threads_are_calling():
     for i, (outcomes, how) in enumerate(results):
         assert outcomes and set(outcomes) == {i}
         assert how in ("closed", "cancelled")
+
+
+def test_first_use_of_the_default_loop_thread_from_many_threads_at_once():
+    script = textwrap.dedent(
+        """
+        import asyncio, threading
+        import blockon
+
+        N = 16
+        barrier = threading.Barrier(N)
+        seen = []
+
+        async def where():
+            return asyncio.get_running_loop(), threading.get_ident()
+
+        def body():
+            barrier.wait(30)
+            default = blockon.default_loop_thread()
+            seen.append((default, blockon.run(where())))
+
+        threads = [threading.Thread(target=body) for _ in range(N)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert len(seen) == N
+        assert len({id(d) for d, _ in seen}) == 1, "more than one default loop thread"
+        assert len({id(loop) for _, (loop, _) in seen}) == 1, "more than one default loop"
+        assert len({ident for _, (_, ident) in seen}) == 1, "more than one loop thread"
+        print("ok")
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "ok\n", "")

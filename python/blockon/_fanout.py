@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
 import inspect
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 if TYPE_CHECKING:
@@ -33,6 +32,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 A1 = TypeVar("A1")
 A2 = TypeVar("A2")
+A3 = TypeVar("A3")
 
 #: The ``limit`` of ``map()`` when none is given. ``map`` consumes its inputs lazily (an
 #: endless input must work), so it cannot start everything at once as ``gather`` does; 100 is
@@ -98,7 +98,8 @@ async def _cancel_and_drain(
     ``TaskGroup`` does); that cancellation is raised afterwards.
     """
     for task in tasks:
-        task.cancel()
+        if not task.cancelling():  # cancelled already (the loop closing): let it clean up
+            task.cancel()
     cancelled_again = False
     while not drained():
         try:
@@ -137,7 +138,7 @@ class _Gather:
         self._results: list[Any] = [None] * len(aws)
         self._next = 0  # the next argument to start
         self._unfinished = len(aws)
-        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._tasks: dict[asyncio.Task[None], int] = {}  # running, to their argument index
         self._failure: BaseException | None = None
         self._stopping = False  # start nothing more
         self._filling = False
@@ -172,7 +173,7 @@ class _Gather:
                     await self._waiter
         except GeneratorExit:
             self._stopping = True
-            for task in self._tasks.values():
+            for task in self._tasks:
                 task.cancel()
             raise
         except BaseException:
@@ -196,15 +197,15 @@ class _Gather:
             loop = self._loop
             assert loop is not None
             n = len(self._aws)
+            on_done = self._on_done
             while not self._stopping and self._next < n and len(self._tasks) < self._limit:
                 i = self._next
                 self._next += 1
                 aw = self._aws[i]
                 assert aw is not None
                 task = loop.create_task(self._child(i, aw))
-                if not task.done():
-                    self._tasks[i] = task
-                task.add_done_callback(functools.partial(self._on_done, i))
+                self._tasks[task] = i
+                task.add_done_callback(on_done)
         finally:
             self._filling = False
 
@@ -224,11 +225,11 @@ class _Gather:
                 self._stopping = True
                 self._wake()
 
-    def _on_done(self, i: int, task: asyncio.Task[None]) -> None:
-        self._tasks.pop(i, None)
+    def _on_done(self, task: asyncio.Task[None]) -> None:
+        i = self._tasks.pop(task)
         aw, self._aws[i] = self._aws[i], None
-        if inspect.iscoroutine(aw):
-            aw.close()  # a no-op unless its task was cancelled before it ever ran
+        if task.cancelled() and inspect.iscoroutine(aw):
+            aw.close()  # it may never have run: no "never awaited" warning
         self._unfinished -= 1
         if self._stopping:
             if not self._tasks:
@@ -257,9 +258,7 @@ class _Gather:
         """Start nothing more, cancel what runs and wait for its cleanup."""
         self._stopping = True
         self._close_unstarted()
-        await _cancel_and_drain(
-            list(self._tasks.values()), lambda: not self._tasks, self._new_waiter
-        )
+        await _cancel_and_drain(list(self._tasks), lambda: not self._tasks, self._new_waiter)
 
 
 def _awaitables(aws: tuple[object, ...], fname: str) -> list[Awaitable[Any] | None]:
@@ -497,7 +496,7 @@ def map(
     limit: int | None = None,
     ordered: bool = True,
     timeout: float | None = None,
-) -> Iterator[T]: ...
+) -> Generator[T, None, None]: ...
 @overload
 def map(
     portal: LoopThread,
@@ -509,17 +508,34 @@ def map(
     limit: int | None = None,
     ordered: bool = True,
     timeout: float | None = None,
-) -> Iterator[T]: ...
+) -> Generator[T, None, None]: ...
+@overload
+def map(
+    portal: LoopThread,
+    fn: Callable[[A1, A2, A3], Awaitable[T]],
+    iterable1: Iterable[A1],
+    iterable2: Iterable[A2],
+    iterable3: Iterable[A3],
+    /,
+    *,
+    limit: int | None = None,
+    ordered: bool = True,
+    timeout: float | None = None,
+) -> Generator[T, None, None]: ...
 @overload
 def map(
     portal: LoopThread,
     fn: Callable[..., Awaitable[T]],
+    iterable1: Iterable[Any],
+    iterable2: Iterable[Any],
+    iterable3: Iterable[Any],
+    iterable4: Iterable[Any],
     /,
     *iterables: Iterable[Any],
     limit: int | None = None,
     ordered: bool = True,
     timeout: float | None = None,
-) -> Iterator[T]: ...
+) -> Generator[T, None, None]: ...
 def map(
     portal: LoopThread,
     fn: Callable[..., Awaitable[Any]],
@@ -528,7 +544,7 @@ def map(
     limit: int | None = None,
     ordered: bool = True,
     timeout: float | None = None,
-) -> Iterator[Any]:
+) -> Generator[Any, None, None]:
     """Like ``concurrent.futures.Executor.map`` for an async ``fn``: an iterator over
     ``await fn(*args)`` for ``args`` taken from ``zip(*iterables)``, run concurrently on
     ``portal``'s loop.
@@ -556,7 +572,7 @@ def map(
     Raised when ``fn`` is not callable, an argument is not iterable, or ``limit`` is not
     ``None`` or an int: ``TypeError``; when ``limit`` is below 1: ``ValueError``.
     """
-    deadline = None if timeout is None else time.monotonic() + timeout
+    called = time.monotonic()
     if not callable(fn):
         hint = (
             "; pass the function itself, not a call of it: map(fetch, urls)"
@@ -579,25 +595,46 @@ def map(
                 f"{position}{hint}"
             )
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)):
-        raise TypeError(f"timeout must be None or a number, got {type(timeout).__name__!r}")
+        raise TypeError(
+            f"timeout must be a number of seconds or None, got {type(timeout).__name__!r}: "
+            "pass e.g. timeout=2.5"
+        )
     bound = _check_limit(limit) or DEFAULT_MAP_LIMIT
+    deadline = None if timeout is None else called + timeout
     agen = _map_async(fn, zip(*iterables, strict=False), bound, ordered, deadline, timeout)
-    return _closing(portal.wrap_iter(agen))
+    return _closing(portal, portal.wrap_iter(agen))
 
 
-def _closing(bridge: Iterator[T]) -> Iterator[T]:
+def _closing(portal: LoopThread, bridge: Iterator[T]) -> Generator[T, None, None]:
     """The native ``wrap_iter`` bridge, closed explicitly when iteration ends for any reason.
 
     The native bridge closes itself when dropped, but a bridge dropped while an exception is
     propagating (``list(it)`` or a ``for`` loop when ``next()`` raises) runs that close with
     the exception still set, loses it, and the caller gets ``SystemError: error return
     without exception set``. A generator's ``finally`` runs with the exception saved, so
-    closing the bridge here first leaves nothing for its drop to do.
+    closing the bridge here first leaves nothing for its drop to do. Once the loop thread is
+    closed (an iterator still open at interpreter exit) there is nothing left to close: the
+    loop's shutdown already cancelled the work and finalized the async generator.
     """
     __tracebackhide__ = True
+    report = False  # whether a failure to close is the caller's to see
     try:
-        yield from bridge
+        # Not ``yield from``: that would close the bridge itself on GeneratorExit, outside
+        # the handling below.
+        for item in bridge:  # noqa: UP028
+            yield item
+        report = True
+    except GeneratorExit:
+        report = True  # closed by the caller (close(), break, garbage collection)
+        raise
     finally:
         close = getattr(bridge, "close", None)
         if close is not None:
-            close()
+            try:
+                close()
+            except Exception:
+                # After next() raised, the async generator has finished and the exception
+                # says what went wrong; closing can then only fail for the same reason
+                # (the loop thread closed, or unable to re-enter its loop).
+                if report and not portal.closed:
+                    raise

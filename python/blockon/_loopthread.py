@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
 import os
+import sys
 import threading
+import traceback
 import weakref
 from collections.abc import AsyncIterable, Callable, Iterator
 from contextlib import AbstractContextManager as ContextManager
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
-from . import _blockon, _bridges, _to_thread
+from . import _blockon, _bridges
 
 _SelectorLoop = asyncio.selector_events.BaseSelectorEventLoop
 T = TypeVar("T")
@@ -151,15 +152,20 @@ class LoopThread(_blockon.Portal):
         Raised when ``timeout`` seconds pass before the thread is done: ``TimeoutError``
         (it goes on closing in the background).
         """
-        if self._entered and not self._in_loop_thread() and not self.closed:
-            self._exit_entered(None, None, None)
-        if not self._request_close() or self._in_loop_thread():
-            return
-        if not self._wait_closed(timeout):
-            raise TimeoutError(
-                f"{self!r} did not finish closing within {timeout} s; "
-                "it goes on closing in the background"
-            )
+        try:
+            if self._entered and not self._in_loop_thread() and not self.closed:
+                self._exit_entered(None, None, None)
+        finally:
+            # Closes even when an exit failed; that error then propagates.
+            if (
+                self._request_close()
+                and not self._in_loop_thread()
+                and not self._wait_closed(timeout)
+            ):
+                raise TimeoutError(
+                    f"{self!r} did not finish closing within {timeout} s; "
+                    "it goes on closing in the background"
+                )
 
     def __enter__(self) -> LoopThread:
         return self
@@ -273,9 +279,15 @@ def default_loop_thread() -> LoopThread:
 
 def _close_all_at_exit() -> None:
     for loop_thread in list(_live):
-        # Exit must go on whatever happens: the thread is a daemon.
-        with contextlib.suppress(Exception):
+        # Exit goes on whatever happens (the thread is a daemon), but says what went wrong.
+        try:
             loop_thread.close(timeout=EXIT_TIMEOUT)
+        except Exception as exc:
+            print(
+                f"blockon: closing {loop_thread!r} at interpreter exit failed:",
+                file=sys.stderr,
+            )
+            traceback.print_exception(exc, file=sys.stderr)
 
 
 def _register(factory: Callable[[], Any]) -> None:
@@ -283,7 +295,6 @@ def _register(factory: Callable[[], Any]) -> None:
     atexit.register(_close_all_at_exit)
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_blockon._after_fork_in_child)
-        os.register_at_fork(after_in_child=_to_thread._reset_after_fork)
 
 
 _register(LoopThread)

@@ -6,49 +6,30 @@ loop (connection pools, sessions) work from the sync code, and chains
 (async -> to_thread -> run -> to_thread -> run ...) never deadlock: no thread in a chain is
 ever needed again by the steps below it.
 
-Workers come from a pool of blockon's own rather than the loop's default executor, whose
-few workers a deep or wide set of chains could use up, each waiting for a worker that can
-never free up. Idle workers are reused.
+Each call gets a daemon thread of its own. Rejected: the loop's default executor, whose few
+workers a deep or wide set of chains can use up, each waiting for a worker that can never
+free up; and any pool whose threads interpreter exit joins (``concurrent.futures`` does),
+because a worker still waiting on blockon's loop thread would then hang the exit before the
+loop thread is closed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
-import functools
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from . import _blockon
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-#: Workers at most; a chain uses one per level, and idle ones are reused.
-MAX_WORKERS = 512
-
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _executor() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(MAX_WORKERS, thread_name_prefix="blockon-to_thread")
-        return _pool
-
-
-def _reset_after_fork() -> None:
-    global _pool, _pool_lock
-    _pool = None
-    _pool_lock = threading.Lock()
-
 
 def _at_home(
-    loop: asyncio.AbstractEventLoop, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs
+    loop: asyncio.AbstractEventLoop, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
 ) -> R:
     previous = _blockon._set_home_loop(loop)
     try:
@@ -57,17 +38,38 @@ def _at_home(
         _blockon._set_home_loop(previous)
 
 
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.cancelled():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
 async def to_thread(fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
     """Run ``fn(*args, **kwargs)`` in a worker thread and await its result.
 
     Like ``asyncio.to_thread``: the worker runs in a copy of the caller's context. Unlike
     it, the worker is at home on the calling loop: ``blockon.run(aw)`` inside it runs ``aw``
     on this loop. (``LoopThread.run`` and ``sync()`` twins keep running on their own loop
-    thread; only a bare ``blockon.run`` follows the home loop.)
+    thread; only a bare ``blockon.run`` follows the home loop.) Cancelling the awaiting task
+    does not stop the worker, as with ``asyncio.to_thread``.
 
     Raised when called outside a running event loop: ``RuntimeError`` (from asyncio).
     """
     loop = asyncio.get_running_loop()
     context = contextvars.copy_context()
-    work: Callable[[], R] = functools.partial(context.run, _at_home, loop, fn, *args, **kwargs)  # type: ignore[arg-type]
-    return await loop.run_in_executor(_executor(), work)
+    future: asyncio.Future[R] = loop.create_future()
+
+    def work() -> None:
+        try:
+            outcome: tuple[bool, Any] = (True, context.run(_at_home, loop, fn, *args, **kwargs))
+        except BaseException as exc:
+            outcome = (False, exc)
+        # A loop closed meanwhile has no one left to tell.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_settle, future, *outcome)
+
+    threading.Thread(target=work, name="blockon-to_thread", daemon=True).start()
+    return await future

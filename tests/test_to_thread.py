@@ -1,0 +1,849 @@
+"""`blockon.to_thread`: worker threads "at home" on the loop that awaited them (issue 7).
+
+SPEC section 2, the `to_thread` row and the precedence for a bare `run()`: `loop=`, then the
+rules for a thread whose loop is running, then a `to_thread` worker's home loop, then the
+default loop thread. SPEC section 3, `to_thread`: chains (async -> to_thread -> run ->
+to_thread -> run ...) never deadlock.
+
+Every home loop here is a real loop: an application loop run by `asyncio.Runner` in the test's
+own thread (as `asyncio.run(main())` would), a uvloop one, a `LoopThread`, or the default loop
+thread. Threads meet through events; the only timers are the timeouts under test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import gc
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import blockon
+import pytest
+
+WAIT = 10  # seconds: a generous hang guard for events that normally arrive in microseconds
+BLOCKON_DIR = Path(blockon.__file__).resolve().parent
+VAR: contextvars.ContextVar[str] = contextvars.ContextVar("VAR", default="unset")
+
+
+class Boom(Exception):
+    pass
+
+
+def debug_loop() -> asyncio.AbstractEventLoop:
+    loop = asyncio.new_event_loop()
+    loop.set_debug(True)  # raises when a loop is touched from a foreign thread
+    return loop
+
+
+def loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    if kind == "uvloop":
+        return pytest.importorskip("uvloop").new_event_loop  # type: ignore[no-any-return]
+    return debug_loop
+
+
+Main = Callable[[], Awaitable[Any]]
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def app_run(request: pytest.FixtureRequest) -> Callable[[Main], Any]:
+    """`asyncio.run(main())` on an application loop in this thread: stdlib (debug) or uvloop."""
+    make = loop_factory(request.param)
+
+    def run(main: Main) -> Any:
+        with asyncio.Runner(loop_factory=make) as runner:
+            return runner.run(main())  # type: ignore[arg-type]
+
+    return run
+
+
+@pytest.fixture(params=["asyncio.run", "uvloop", "LoopThread", "default-loop-thread"])
+def top(request: pytest.FixtureRequest) -> Iterator[Callable[[Main], Any]]:
+    """Where a chain starts, which is the home loop of every worker in it."""
+    kind = request.param
+    if kind == "LoopThread":
+        with blockon.LoopThread(debug_loop, name="chain-home") as lt:
+            yield lambda main: lt.run(main())
+    elif kind == "default-loop-thread":
+        yield lambda main: blockon.run(main())
+    else:
+        make = loop_factory("uvloop" if kind == "uvloop" else "asyncio")
+
+        def run(main: Main) -> Any:
+            with asyncio.Runner(loop_factory=make) as runner:
+                return runner.run(main())  # type: ignore[arg-type]
+
+        yield run
+
+
+class Chain:
+    """async level n -> to_thread -> sync_level n -> run -> async level n-1 ... -> bottom().
+
+    Records every hop as (kind, level, thread ident, running loop or None).
+    """
+
+    def __init__(self, bottom: Callable[[], Awaitable[Any]]) -> None:
+        self.bottom = bottom
+        self.hops: list[tuple[str, int, int, Any]] = []
+
+    async def level(self, n: int) -> Any:
+        self.hops.append(("async", n, threading.get_ident(), asyncio.get_running_loop()))
+        if n == 0:
+            return await self.bottom()
+        return await blockon.to_thread(self.sync_level, n)
+
+    def sync_level(self, n: int) -> Any:
+        self.hops.append(("sync", n, threading.get_ident(), None))
+        return blockon.run(self.level(n - 1))
+
+
+async def where() -> tuple[str, asyncio.AbstractEventLoop]:
+    return threading.current_thread().name, asyncio.get_running_loop()
+
+
+# --- an aiohttp session made on the application loop ---------------------------------------
+
+
+def test_aiohttp_session_made_on_the_app_loop_works_from_sync_code_in_to_thread(app_run):
+    aiohttp = pytest.importorskip("aiohttp")
+    from aiohttp import web
+
+    used_on: list[asyncio.AbstractEventLoop] = []
+
+    def legacy_sync_code(session: Any, url: str, names: list[str]) -> list[str]:
+        """Sync code (a plugin, a callback) that must use the application's session."""
+
+        async def fetch(name: str) -> str:
+            used_on.append(asyncio.get_running_loop())
+            async with session.get(url, params={"name": name}) as response:
+                response.raise_for_status()
+                return await response.text()  # type: ignore[no-any-return]
+
+        return [blockon.run(fetch(name)) for name in names]
+
+    async def hello(request: Any) -> Any:
+        return web.Response(text=f"hello, {request.query['name']}")
+
+    async def main() -> Any:
+        app = web.Application()
+        app.router.add_get("/", hello)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)  # a free port
+        await site.start()
+        port = runner.addresses[0][1]
+        url = f"http://127.0.0.1:{port}/"
+        try:
+            async with aiohttp.ClientSession() as session:  # bound to this loop
+                one = await blockon.to_thread(legacy_sync_code, session, url, ["Ada", "Grace"])
+                # Eight workers at home on the same loop at once, sharing the session.
+                many = await asyncio.gather(
+                    *(
+                        blockon.to_thread(legacy_sync_code, session, url, [f"w{i}"])
+                        for i in range(8)
+                    )
+                )
+        finally:
+            await runner.cleanup()
+        return one, many, asyncio.get_running_loop()
+
+    one, many, app_loop = app_run(main)
+    assert one == ["hello, Ada", "hello, Grace"]
+    assert many == [[f"hello, w{i}"] for i in range(8)]
+    assert len(used_on) == 10
+    assert all(loop is app_loop for loop in used_on)
+
+
+# --- chains --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("depth", [5, 40], ids=["five-deep", "deeper-than-asyncio-executor"])
+def test_chain_completes_with_every_async_hop_on_the_home_loop(top, depth):
+    # 40 is more than asyncio's default executor has workers (min(32, cpus + 4)): each level
+    # holds a worker while it waits, so a pool that small would deadlock.
+    async def bottom() -> str:
+        return "bottom"
+
+    chain = Chain(bottom)
+    homes: list[tuple[int, asyncio.AbstractEventLoop]] = []
+
+    async def main() -> Any:
+        homes.append((threading.get_ident(), asyncio.get_running_loop()))
+        return await chain.level(depth)
+
+    assert top(main) == "bottom"
+    [(home_thread, home_loop)] = homes
+    async_hops = [hop for hop in chain.hops if hop[0] == "async"]
+    sync_hops = [hop for hop in chain.hops if hop[0] == "sync"]
+    assert [hop[1] for hop in async_hops] == list(range(depth, -1, -1))
+    assert [hop[1] for hop in sync_hops] == list(range(depth, 0, -1))
+    # Every coroutine ran on the home loop, in its thread ...
+    assert all(loop is home_loop and ident == home_thread for _, _, ident, loop in async_hops)
+    # ... and every sync level in a worker of its own (all were waiting at once).
+    workers = {ident for _, _, ident, _ in sync_hops}
+    assert len(workers) == depth
+    assert home_thread not in workers
+    assert threading.get_ident() not in workers
+
+
+def test_chain_across_loops_each_worker_is_at_home_where_it_was_started():
+    # asyncio.run's loop A -> to_thread -> run(loop=B) -> on B: to_thread -> bare run -> on B
+    # -> to_thread -> run(loop=A) -> on A: to_thread -> bare run -> on A.
+    seen: list[tuple[str, asyncio.AbstractEventLoop]] = []
+
+    with blockon.LoopThread(debug_loop, name="loop-B") as b:
+        loop_b = b.loop
+
+        async def on_a_last() -> str:
+            seen.append(("a-last", asyncio.get_running_loop()))
+            return "done"
+
+        async def on_a() -> str:
+            seen.append(("a", asyncio.get_running_loop()))
+            return await blockon.to_thread(lambda: blockon.run(on_a_last()))
+
+        async def on_b_again() -> str:
+            seen.append(("b-again", asyncio.get_running_loop()))
+            return await blockon.to_thread(lambda: blockon.run(on_a(), loop=loop_a))
+
+        async def on_b() -> str:
+            seen.append(("b", asyncio.get_running_loop()))
+            return await blockon.to_thread(lambda: blockon.run(on_b_again()))
+
+        async def main() -> str:
+            nonlocal loop_a
+            loop_a = asyncio.get_running_loop()
+            return await blockon.to_thread(lambda: blockon.run(on_b(), loop=loop_b))
+
+        loop_a: Any = None
+        with asyncio.Runner(loop_factory=debug_loop) as runner:
+            assert runner.run(main()) == "done"
+
+    assert [(name, loop is loop_a, loop is loop_b) for name, loop in seen] == [
+        ("b", False, True),
+        ("b-again", False, True),
+        ("a", True, False),
+        ("a-last", True, False),
+    ]
+
+
+@pytest.mark.parametrize("reentry", ["nest=True", "loop=own loop", "default loop thread"])
+def test_chain_through_a_reentrant_run_goes_home_to_the_reentered_loop(reentry):
+    # async -> sync -> run re-entrantly on the same loop -> to_thread -> bare run: the worker's
+    # home is the re-entered loop, which the re-entrant run keeps driving while it waits.
+    async def leaf() -> tuple[int, asyncio.AbstractEventLoop]:
+        await asyncio.sleep(0)
+        return threading.get_ident(), asyncio.get_running_loop()
+
+    async def via_worker() -> Any:
+        return await blockon.to_thread(lambda: blockon.run(leaf()))
+
+    def sync_code() -> Any:
+        if reentry == "nest=True":
+            return blockon.run(via_worker(), nest=True, timeout=WAIT)
+        if reentry == "loop=own loop":
+            return blockon.run(via_worker(), loop=asyncio.get_running_loop(), timeout=WAIT)
+        return blockon.run(via_worker(), timeout=WAIT)  # sync code on the loop thread itself
+
+    async def main() -> Any:
+        ran_on = sync_code()
+        return ran_on, (threading.get_ident(), asyncio.get_running_loop())
+
+    if reentry == "default loop thread":
+        ran_on, outer = blockon.run(main())
+    else:
+        with asyncio.Runner(loop_factory=debug_loop) as runner:
+            ran_on, outer = runner.run(main())
+    assert ran_on[0] == outer[0]
+    assert ran_on[1] is outer[1]
+
+
+CONTEXT_BUG = (
+    "engine bug: on a loop reached through call_soon_threadsafe (run(loop=L), and a worker's "
+    "bare run on its home loop), the awaitable's eager first step runs in a different context "
+    "from the task's later steps, so a ContextVar set before the first await is lost after it"
+)
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        pytest.param("in the first step", marks=pytest.mark.xfail(strict=True, reason=CONTEXT_BUG)),
+        "after an await",
+    ],
+)
+def test_contextvars_flow_into_each_hop_and_never_leak_back(top, when):
+    depth = 5
+    checks: list[str] = []
+
+    def sync_level(n: int) -> None:
+        # What the coroutine set before `to_thread` is visible in the worker ...
+        assert VAR.get() == f"async {n}", VAR.get()
+        VAR.set(f"sync {n}")
+        blockon.run(async_level(n - 1))
+        # ... and what the coroutine below set never leaks back into the worker.
+        assert VAR.get() == f"sync {n}", VAR.get()
+        checks.append(f"sync {n}")
+
+    async def async_level(n: int) -> None:
+        # What the worker set before `run` is visible in the coroutine ...
+        assert VAR.get() == ("top" if n == depth else f"sync {n + 1}"), VAR.get()
+        if when == "after an await":
+            await asyncio.sleep(0)
+        VAR.set(f"async {n}")
+        if n > 0:
+            await blockon.to_thread(sync_level, n)
+        # ... and what the worker set never leaks back into the coroutine.
+        assert VAR.get() == f"async {n}", VAR.get()
+        checks.append(f"async {n}")
+
+    async def main() -> None:
+        VAR.set("top")
+        await async_level(depth)
+
+    top(main)
+    assert VAR.get() == "unset"
+    assert checks == ["async 0"] + [
+        item for n in range(1, depth + 1) for item in (f"sync {n}", f"async {n}")
+    ]
+
+
+def test_exception_raised_at_the_bottom_reaches_the_top_with_every_frame(top):
+    raised: list[BaseException] = []
+
+    async def bottom() -> None:
+        exc = Boom("at the bottom")
+        raised.append(exc)
+        raise exc
+
+    chain = Chain(bottom)
+
+    async def main() -> None:
+        await chain.level(5)
+
+    with pytest.raises(Boom) as info:
+        top(main)
+    assert info.value is raised[0]  # the same object, not a copy
+
+    frames = traceback.extract_tb(info.value.__traceback__)
+    ours = [f.name for f in frames if f.filename == __file__ and f.name != "<lambda>"]
+    # main, then level 5, sync_level 5, level 4, ..., sync_level 1, level 0, then bottom.
+    expected = ["main", *["level", "sync_level"] * 5, "level", "bottom"]
+    assert ours[-len(expected) :] == expected, ours
+    assert frames[-1].name == "bottom"
+    assert frames[-1].line == "raise exc"
+    # `run` adds no frame; the only blockon frames are to_thread's own (like asyncio.to_thread's).
+    blockon_files = {
+        Path(f.filename).name for f in frames if BLOCKON_DIR in Path(f.filename).parents
+    }
+    assert blockon_files <= {"_to_thread.py"}, blockon_files
+
+
+def test_timeout_in_a_worker_deep_in_a_chain_cleans_up_on_the_home_loop(top):
+    started = threading.Event()
+    cleanup: list[tuple[str, asyncio.AbstractEventLoop]] = []
+    homes: list[asyncio.AbstractEventLoop] = []
+
+    async def stuck() -> None:
+        try:
+            started.set()
+            await asyncio.Event().wait()  # never set
+        except asyncio.CancelledError:
+            cleanup.append(("cancelled", asyncio.get_running_loop()))
+            raise
+        finally:
+            await asyncio.sleep(0)  # cleanup that needs the loop
+            cleanup.append(("finally done", asyncio.get_running_loop()))
+
+    def worker_with_timeout() -> str:
+        with pytest.raises(TimeoutError):
+            blockon.run(stuck(), timeout=0.05)
+        assert started.is_set()
+        # The cleanup ran to completion, on the home loop, before TimeoutError was raised.
+        assert [step for step, _ in cleanup] == ["cancelled", "finally done"]
+        assert all(loop is homes[0] for _, loop in cleanup)
+        return "timed out, cleaned up"
+
+    async def bottom() -> str:
+        return await blockon.to_thread(worker_with_timeout)
+
+    async def main() -> str:
+        homes.append(asyncio.get_running_loop())
+        return await Chain(bottom).level(3)
+
+    # The timeout is the worker's own: nothing above it is cancelled.
+    assert top(main) == "timed out, cleaned up"
+
+
+# --- Ctrl-C in a chain ---------------------------------------------------------------------
+
+CTRL_C_CHAIN = """
+import asyncio, os, sys
+import blockon
+
+TOP = {top!r}
+
+def say(line):  # one write per line: workers print at the same time
+    os.write(1, (line + "\\n").encode())
+DEPTH = 4
+
+def sync_level(n):
+    try:
+        return blockon.run(async_level(n))
+    finally:
+        say(f"sync {{n}} finally")
+
+async def async_level(n):
+    try:
+        if n == 0:
+            say("started")
+            await asyncio.sleep(3600)
+        return await blockon.to_thread(sync_level, n - 1)
+    finally:
+        await asyncio.sleep(0)  # cleanup that needs the loop
+        say(f"async {{n}} finally")
+
+try:
+    if TOP == "asyncio.run":
+        asyncio.run(async_level(DEPTH))
+    elif TOP == "uvloop":
+        import uvloop
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(async_level(DEPTH))
+    else:
+        blockon.run(async_level(DEPTH))
+except KeyboardInterrupt:
+    say("KeyboardInterrupt")
+    raise
+"""
+
+EXIT_PROMPTLY = 3.0  # seconds from SIGINT to exit; a clean exit takes a few milliseconds
+
+
+def clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHONASYNCIODEBUG")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize(
+    "top_kind",
+    [
+        "asyncio.run",
+        "uvloop",
+        pytest.param(
+            "blockon.run",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="engine bug: interpreter exit joins blockon's to_thread workers (via "
+                "concurrent.futures' threading atexit hook) before the default loop thread "
+                "cancels its leftover tasks (a plain atexit hook, which runs later), so a "
+                "worker still waiting on the default loop hangs the exit",
+            ),
+        ),
+    ],
+)
+def test_ctrl_c_in_a_chain_runs_every_finally_and_exits_promptly(top_kind):
+    if top_kind == "uvloop":
+        pytest.importorskip("uvloop")
+    script = textwrap.dedent(CTRL_C_CHAIN.format(top=top_kind))
+    with subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    ) as proc:
+        try:
+            first = proc.stdout.readline()  # type: ignore[union-attr]
+            assert first == "started\n", (first, proc.stderr.read() if proc.poll() else "")  # type: ignore[union-attr]
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            try:
+                out, err = proc.communicate(timeout=EXIT_PROMPTLY)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, err = proc.communicate()
+                pytest.fail(f"no exit {EXIT_PROMPTLY} s after SIGINT; output so far: {out!r}")
+            elapsed = time.monotonic() - sent
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    lines = out.splitlines()
+    expected = {f"async {n} finally" for n in range(5)} | {f"sync {n} finally" for n in range(4)}
+    assert sorted(lines) == sorted([*expected, "KeyboardInterrupt"]), (lines, err)
+    assert "KeyboardInterrupt" in err
+    assert proc.returncode == -signal.SIGINT, err
+    assert elapsed < EXIT_PROMPTLY
+
+
+# --- the home loop going away --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["stops", "closes"])
+@pytest.mark.parametrize("kind", ["asyncio", "uvloop"])
+def test_home_loop_stopping_or_closing_while_a_worker_waits_raises_runtime_error(kind, how):
+    loop = loop_factory(kind)()
+    running = threading.Event()
+
+    def loop_body() -> None:
+        loop.call_soon(running.set)
+        loop.run_forever()
+        if how == "closes":
+            loop.close()
+
+    started = threading.Event()
+    outcome: list[BaseException] = []
+    worker_done = threading.Event()
+
+    async def forever() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    def worker() -> None:
+        try:
+            blockon.run(forever())
+        except BaseException as exc:
+            outcome.append(exc)
+        finally:
+            worker_done.set()
+
+    async def app() -> None:
+        await blockon.to_thread(worker)
+
+    thread = threading.Thread(target=loop_body, name="home-loop")
+    thread.start()
+    try:
+        assert running.wait(WAIT)
+        asyncio.run_coroutine_threadsafe(app(), loop)
+        assert started.wait(WAIT)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(WAIT)
+        assert not thread.is_alive()
+        assert worker_done.wait(WAIT), "the worker hangs on a loop that stopped"
+        [exc] = outcome
+        assert type(exc) is RuntimeError
+        assert "not running" in str(exc) or "closed" in str(exc), str(exc)
+    finally:
+        if thread.is_alive():
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(WAIT)
+        if not loop.is_closed():
+            # The loop only stopped: let what it still holds finish, then close it.
+            tasks = asyncio.all_tasks(loop)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                loop.run_until_complete(asyncio.wait(tasks))
+            loop.close()
+        # A loop closed under its tasks leaves them pending; asyncio logs "Task was destroyed
+        # but it is pending!" when they are collected: let that happen inside this test.
+        gc.collect()
+
+
+def test_home_loop_thread_closing_while_a_worker_waits_cancels_the_work():
+    # An orderly close (LoopThread.close, the end of asyncio.run) cancels the loop's tasks:
+    # SPEC section 4, "cancelled from elsewhere".
+    lt = blockon.LoopThread(debug_loop, name="closing-home")
+    started = threading.Event()
+    outcome: list[BaseException] = []
+    worker_done = threading.Event()
+
+    async def forever() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    def worker() -> None:
+        try:
+            blockon.run(forever())
+        except BaseException as exc:
+            outcome.append(exc)
+        finally:
+            worker_done.set()
+
+    async def app() -> None:
+        await blockon.to_thread(worker)
+
+    future = lt.submit(app())
+    assert started.wait(WAIT)
+    lt.close(timeout=WAIT)
+    assert worker_done.wait(WAIT), "the worker hangs on a loop thread that closed"
+    [exc] = outcome
+    assert type(exc) is concurrent.futures.CancelledError
+    assert future.cancelled()
+
+
+def test_worker_that_outlives_its_home_loop_gets_runtime_error_not_the_default_loop():
+    abandoned = threading.Event()
+    release = threading.Event()
+    outcome: list[BaseException] = []
+    worker_done = threading.Event()
+
+    async def forever() -> None:
+        abandoned.set()
+        await asyncio.Event().wait()
+
+    def worker() -> None:
+        try:
+            try:
+                blockon.run(forever())
+            except concurrent.futures.CancelledError as exc:
+                outcome.append(exc)  # asyncio.run's end cancelled the task
+            assert release.wait(WAIT)
+            started = time.monotonic()
+            try:
+                blockon.run(where())  # home is gone: neither a hang nor the default loop
+            except RuntimeError as exc:
+                outcome.append(exc)
+            outcome.append(time.monotonic() - started)  # type: ignore[arg-type]
+        finally:
+            worker_done.set()
+
+    async def main() -> None:
+        with pytest.raises(TimeoutError):
+            # The worker cannot be stopped, so it is abandoned, still waiting on this loop.
+            await asyncio.wait_for(blockon.to_thread(worker), 0.05)
+        assert abandoned.is_set()
+
+    with asyncio.Runner(loop_factory=debug_loop) as runner:
+        runner.run(main())
+    release.set()
+    assert worker_done.wait(WAIT)
+    cancelled, refused, seconds = outcome
+    assert type(cancelled) is concurrent.futures.CancelledError
+    assert type(refused) is RuntimeError
+    assert "closed" in str(refused)
+    assert seconds < 1  # at once
+
+
+# --- what follows the home loop, and what does not -----------------------------------------
+
+
+def test_in_a_worker_only_a_bare_run_follows_the_home_loop():
+    results: dict[str, tuple[str, Any]] = {}
+    with (
+        blockon.LoopThread(debug_loop, name="own-loop-thread") as own,
+        blockon.LoopThread(debug_loop, name="loop-passed") as other,
+    ):
+        default = blockon.default_loop_thread()
+
+        def worker() -> None:
+            results["bare run"] = blockon.run(where())
+            results["bare run, nest=True"] = blockon.run(where(), nest=True)  # no loop here
+            results["run(loop=)"] = blockon.run(where(), loop=other.loop)
+            results["LoopThread.run"] = own.run(where())
+            results["LoopThread.submit"] = own.submit(where()).result(timeout=WAIT)
+            results["default_loop_thread().run"] = default.run(where())
+            results["blockon.submit"] = blockon.submit(where()).result(timeout=WAIT)
+
+        async def main() -> Any:
+            await blockon.to_thread(worker)
+            return threading.current_thread().name, asyncio.get_running_loop()
+
+        with asyncio.Runner(loop_factory=debug_loop) as runner:
+            home = runner.run(main())
+
+        assert results == {
+            "bare run": home,
+            "bare run, nest=True": home,
+            "run(loop=)": ("loop-passed", other.loop),
+            "LoopThread.run": ("own-loop-thread", own.loop),
+            "LoopThread.submit": ("own-loop-thread", own.loop),
+            "default_loop_thread().run": ("blockon", default.loop),
+            "blockon.submit": ("blockon", default.loop),
+        }
+
+
+def test_a_plain_thread_goes_to_the_default_loop_thread_even_when_started_by_a_worker():
+    default = blockon.default_loop_thread()
+    results: dict[str, Any] = {}
+
+    def in_plain_thread(key: str) -> None:
+        results[key] = blockon.run(where())
+
+    def worker() -> None:
+        # A thread started by a worker is not at home anywhere: home is per thread.
+        child = threading.Thread(target=in_plain_thread, args=("started by a worker",))
+        child.start()
+        child.join(WAIT)
+        # asyncio's own to_thread makes no home either.
+        results["worker"] = blockon.run(where())
+
+    async def main() -> None:
+        await blockon.to_thread(worker)
+        await asyncio.to_thread(in_plain_thread, "asyncio.to_thread worker")
+
+    plain = threading.Thread(target=in_plain_thread, args=("plain thread",))
+    plain.start()
+    plain.join(WAIT)
+    with asyncio.Runner(loop_factory=debug_loop) as runner:
+        runner.run(main())
+
+    on_default = ("blockon", default.loop)
+    assert results["plain thread"] == on_default
+    assert results["started by a worker"] == on_default
+    assert results["asyncio.to_thread worker"] == on_default
+    assert results["worker"][1] is not default.loop
+
+
+def test_reused_workers_follow_the_loop_of_each_new_call():
+    # Workers are pooled and reused; each call sets the home afresh and clears it after.
+    seen: list[tuple[asyncio.AbstractEventLoop, asyncio.AbstractEventLoop]] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(3):
+            _, ran_on = await blockon.to_thread(blockon.run, where())
+            seen.append((loop, ran_on))
+
+    for _ in range(3):
+        with asyncio.Runner(loop_factory=debug_loop) as runner:
+            runner.run(main())
+    assert len(seen) == 9
+    assert all(loop is ran_on for loop, ran_on in seen)
+
+
+def test_a_worker_running_a_loop_of_its_own_follows_the_running_loop_rules():
+    # Precedence: where the calling thread runs a loop, the running-loop rows win over home.
+    default = blockon.default_loop_thread()
+    results: dict[str, Any] = {}
+
+    def sync_inside_inner_loop() -> None:
+        results["nest=True"] = blockon.run(where(), nest=True)
+        results["bare run"] = blockon.run(where())
+
+    async def inner() -> asyncio.AbstractEventLoop:
+        sync_inside_inner_loop()
+        return asyncio.get_running_loop()
+
+    def worker() -> None:
+        results["inner loop"] = asyncio.run(inner())
+        results["after the inner loop"] = blockon.run(where())
+
+    async def main() -> asyncio.AbstractEventLoop:
+        await blockon.to_thread(worker)
+        return asyncio.get_running_loop()
+
+    with asyncio.Runner(loop_factory=debug_loop) as runner:
+        home = runner.run(main())
+    assert results["nest=True"][1] is results["inner loop"]
+    assert results["bare run"] == ("blockon", default.loop)
+    assert results["after the inner loop"][1] is home
+
+
+def test_to_thread_passes_arguments_and_results_and_raises_the_same_exception(app_run):
+    exc = Boom("from the worker")
+
+    def fn(a: int, /, b: int, *, c: int) -> tuple[int, int, int, str]:
+        return a, b, c, threading.current_thread().name
+
+    def fails() -> None:
+        raise exc
+
+    async def main() -> Any:
+        result = await blockon.to_thread(fn, 1, 2, c=3)
+        with pytest.raises(Boom) as info:
+            await blockon.to_thread(fails)
+        return result, info.value
+
+    (a, b, c, name), raised = app_run(main)
+    assert (a, b, c) == (1, 2, 3)
+    assert name != threading.current_thread().name
+    assert raised is exc
+
+
+def test_sixty_four_workers_at_once_do_not_exhaust_the_pool(app_run):
+    # All 64 must be running at the same time to pass the barrier.
+    barrier = threading.Barrier(64)
+
+    def meet(i: int) -> int:
+        barrier.wait(timeout=WAIT)
+        return i
+
+    async def main() -> list[int]:
+        return await asyncio.gather(*(blockon.to_thread(meet, i) for i in range(64)))
+
+    assert app_run(main) == list(range(64))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(
+            name,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="engine bug: to_thread forwards **kwargs to its helper _at_home(loop, fn, "
+                "*args, **kwargs), whose own parameters `loop` and `fn` are not positional-only, "
+                "so fn's keyword arguments of those names raise TypeError",
+            ),
+        )
+        for name in ("loop", "fn")
+    ]
+    + ["func", "args", "kwargs", "context"],
+)
+def test_to_thread_forwards_any_keyword_argument_like_asyncio_to_thread(name):
+    # `loop=` is a common keyword in asyncio-era code, e.g. to_thread(blockon.run, aw, loop=L).
+    def fn(**kwargs: Any) -> dict[str, Any]:
+        return kwargs
+
+    async def main() -> tuple[dict[str, Any], dict[str, Any]]:
+        return (
+            await asyncio.to_thread(fn, **{name: 1}),
+            await blockon.to_thread(fn, **{name: 1}),
+        )
+
+    with asyncio.Runner(loop_factory=debug_loop) as runner:
+        theirs, ours = runner.run(main())
+    assert ours == theirs == {name: 1}
+
+
+# --- docs/frameworks.md ---------------------------------------------------------------------
+
+FRAMEWORKS_DOC = Path(__file__).resolve().parent.parent / "docs" / "frameworks.md"
+
+
+def doc_programs() -> list[tuple[str, str]]:
+    """Each ```python block of the page (a complete program) and the ```text block after it.
+
+    Fragments that need packages blockon does not install are fenced as ```py and not run.
+    """
+    import re
+
+    pattern = re.compile(r"```python\n(.*?)```\s*```text\n(.*?)```", re.S)
+    return [(m.group(1), m.group(2)) for m in pattern.finditer(FRAMEWORKS_DOC.read_text())]
+
+
+def test_frameworks_doc_programs_run_and_print_what_the_page_says():
+    programs = doc_programs()
+    assert len(programs) == 4
+    procs = [  # all at once: each is a fresh interpreter
+        subprocess.Popen(
+            [sys.executable, "-W", "error", "-c", source],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean_env(),
+        )
+        for source, _ in programs
+    ]
+    try:
+        for proc, (source, expected) in zip(procs, programs, strict=True):
+            out, err = proc.communicate(timeout=30)
+            assert (proc.returncode, err) == (0, ""), source
+            assert out == expected, source
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
