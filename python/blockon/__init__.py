@@ -10,7 +10,7 @@ once::
 See the README and docs/ for the rules of where the work runs.
 """
 
-from ._api import enter_context, wrap_context, wrap_iter
+from ._api import enter_context, gather, map, wrap_context, wrap_iter
 from ._blockon import run, submit
 from ._loopthread import LoopThread, default_loop_thread
 from ._to_thread import to_thread
@@ -19,6 +19,8 @@ __all__ = (
     "LoopThread",
     "default_loop_thread",
     "enter_context",
+    "gather",
+    "map",
     "run",
     "submit",
     "to_thread",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterator
+from collections.abc import AsyncIterable, Awaitable, Callable, Generator, Iterable, Iterator
 from contextlib import AbstractContextManager
+from typing import Any, Literal, overload
 
+from . import _fanout
 from ._bridges import AsyncContextSource, T
 from ._loopthread import default_loop_thread
 
@@ -25,3 +27,49 @@ def wrap_iter(ait: AsyncIterable[T], *, prefetch: int = 0) -> Iterator[T]:
     """``for item in blockon.wrap_iter(response.content):``, on the default loop thread.
     See :meth:`LoopThread.wrap_iter`."""
     return default_loop_thread().wrap_iter(ait, prefetch=prefetch)
+
+
+@overload
+def gather(
+    *aws: Awaitable[T],
+    limit: int | None = None,
+    return_exceptions: Literal[False] = False,
+    timeout: float | None = None,
+) -> list[T]: ...
+@overload
+def gather(
+    *aws: Awaitable[T],
+    limit: int | None = None,
+    return_exceptions: bool,
+    timeout: float | None = None,
+) -> list[T | BaseException]: ...
+def gather(
+    *aws: Awaitable[Any],
+    limit: int | None = None,
+    return_exceptions: bool = False,
+    timeout: float | None = None,
+) -> list[Any]:
+    """Await the awaitables concurrently on the default loop thread; results in argument
+    order. See :meth:`LoopThread.gather`."""
+    return _fanout.gather(
+        default_loop_thread(),
+        *aws,
+        limit=limit,
+        return_exceptions=return_exceptions,
+        timeout=timeout,
+    )
+
+
+def map(
+    fn: Callable[..., Awaitable[T]],
+    /,
+    *iterables: Iterable[Any],
+    limit: int | None = None,
+    ordered: bool = True,
+    timeout: float | None = None,
+) -> Generator[T, None, None]:
+    """``Executor.map`` for an async ``fn``, on the default loop thread. See
+    :meth:`LoopThread.map`."""
+    return _fanout.map(
+        default_loop_thread(), fn, *iterables, limit=limit, ordered=ordered, timeout=timeout
+    )

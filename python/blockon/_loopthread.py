@@ -17,12 +17,12 @@ import sys
 import threading
 import traceback
 import weakref
-from collections.abc import AsyncIterable, Callable, Iterator
+from collections.abc import AsyncIterable, Awaitable, Callable, Generator, Iterable, Iterator
 from contextlib import AbstractContextManager as ContextManager
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
-from . import _blockon, _bridges
+from . import _blockon, _bridges, _fanout
 
 _SelectorLoop = asyncio.selector_events.BaseSelectorEventLoop
 T = TypeVar("T")
@@ -109,6 +109,42 @@ class LoopThread(_blockon.Portal):
         ``close()``, ``break`` and garbage collection await the iterator's ``aclose()``.
         """
         return _bridges.wrap_iter(self, ait, prefetch)
+
+    def gather(
+        self,
+        *aws: Awaitable[Any],
+        limit: int | None = None,
+        return_exceptions: bool = False,
+        timeout: float | None = None,
+    ) -> list[Any]:
+        """Await the awaitables concurrently on this loop thread; return their results in
+        argument order.
+
+        The whole batch goes to the loop thread in one submission; at most ``limit`` run
+        at a time (the rest start as slots free up, and are closed unstarted if the gather
+        ends early). On the first exception (unless ``return_exceptions``) the others are
+        cancelled and awaited, then it is raised. ``timeout`` cancels everything and raises
+        ``TimeoutError``; so does Ctrl-C, with ``KeyboardInterrupt``.
+        """
+        return _fanout.gather(
+            self, *aws, limit=limit, return_exceptions=return_exceptions, timeout=timeout
+        )
+
+    def map(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        /,
+        *iterables: Iterable[Any],
+        limit: int | None = None,
+        ordered: bool = True,
+        timeout: float | None = None,
+    ) -> Generator[T, None, None]:
+        """``Executor.map`` for an async ``fn``: inputs consumed lazily on the loop, at most
+        ``limit`` in flight (``None``: 100), results in input order, or in completion order
+        with ``ordered=False``. Closing the iterator cancels what is in flight and awaits its
+        cleanup. ``timeout`` counts from this call, as in ``Executor.map``.
+        """
+        return _fanout.map(self, fn, *iterables, limit=limit, ordered=ordered, timeout=timeout)
 
     def _exit_entered(
         self,

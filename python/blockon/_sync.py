@@ -233,6 +233,11 @@ class _TwinFunction:
     def __repr__(self) -> str:
         return f"<blockon.sync twin of {self._fn!r}>"
 
+    def __reduce__(self) -> str:
+        # Pickled (and copied) by reference, as functions are: a decorated module-level
+        # function pickles by its name; other twins cannot be pickled.
+        return str(getattr(self, "__qualname__", repr(self)))
+
 
 class _CoroTwin(_TwinFunction):
     """Twin of a coroutine function: ``run(fn(...))`` on the twin's loop thread."""
@@ -575,6 +580,11 @@ class _TwinBase(metaclass=_TwinMeta):
     def __dir__(self) -> list[str]:
         return sorted(set(dir(type(self))) | set(dir(self._blockon_target)))
 
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError(
+            f"a blockon.sync twin cannot be pickled or copied; use its __wrapped__ ({self!r})"
+        )
+
 
 def _exits(twin: _TwinBase) -> list[Any]:
     """The twin's stack of entered contexts for the calling thread (a twin may be in several
@@ -719,6 +729,11 @@ class _ModuleTwin:
 
     def __repr__(self) -> str:
         return f"<blockon.sync twin of {self._blockon_target!r}>"
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError(
+            f"a blockon.sync twin cannot be pickled or copied; use its __wrapped__ ({self!r})"
+        )
 
 
 _TWINS = (_TwinBase, _ModuleTwin)
