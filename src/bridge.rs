@@ -12,7 +12,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pyo3::exceptions::{PyStopAsyncIteration, PyValueError};
+use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
@@ -120,6 +120,10 @@ pub struct IterBridge {
 
 impl IterBridge {
     /// The session, started on first use with `__aiter__` (and the pump) queued.
+    ///
+    /// Everything that calls Python is prepared before the bridge's lock is taken: a Python
+    /// call may release the GIL (a first-use import does), and a thread waiting for this
+    /// lock holds the GIL, so holding the lock across one could deadlock.
     fn session(&self, py: Python<'_>) -> PyResult<(Py<Session>, Option<Arc<Prefetch>>)> {
         {
             let state = lock(&self.state);
@@ -128,40 +132,57 @@ impl IterBridge {
             }
         }
         let session = open_session(self.portal.bind(py))?;
-        let mut state = lock(&self.state);
-        if let Some(existing) = &state.session {
-            // Another thread won the race; ours never started.
-            return Ok((existing.clone_ref(py), state.buffer.clone()));
-        }
         let context = cached(py)?.copy_context.call0(py)?;
         session.get().set_closer(Step {
             op: Op::Aclose,
             call: Arc::new(Call::default()),
         });
-        let aiter = Job::Step {
+        let buffer = (self.prefetch > 0).then(|| Arc::new(Prefetch::new(self.prefetch)));
+        let mut jobs = vec![Job::Step {
             session: session.clone_ref(py),
             step: Step {
                 op: Op::Aiter(self.source.clone_ref(py)),
                 call: Arc::new(Call::default()),
             },
             context: Some(context),
-        };
-        // Queued with the GIL held (`post_now`): releasing it while this mutex is held would
-        // let another thread's `next()` wait on the mutex with the GIL: a deadlock.
-        let core = &session.get().core;
-        if !post_now(py, core, aiter) {
-            return Err(crate::lifecycle::closed_error());
-        }
-        let buffer = (self.prefetch > 0).then(|| Arc::new(Prefetch::new(self.prefetch)));
+        }];
         if let Some(buffer) = &buffer {
-            let job = Job::Session(
+            jobs.push(Job::Session(
                 session.clone_ref(py),
                 SessionJob::StartPump(Arc::clone(buffer)),
-            );
-            post_now(py, core, job);
+            ));
         }
-        state.session = Some(session.clone_ref(py));
-        state.buffer.clone_from(&buffer);
+        let core = Arc::clone(&session.get().core);
+        let refused = {
+            let mut state = lock(&self.state);
+            if let Some(existing) = &state.session {
+                // Another thread won the race; ours never started.
+                return Ok((existing.clone_ref(py), state.buffer.clone()));
+            }
+            // Queued under the lock, so no other thread's step can come before `__aiter__`.
+            let mut refused = Vec::new();
+            let mut wake = false;
+            for job in jobs {
+                match core.inbox.push(job) {
+                    Ok(must_wake) => wake |= must_wake,
+                    Err(job) => refused.push(job),
+                }
+            }
+            if wake {
+                core.inbox.wake();
+            }
+            if refused.is_empty() {
+                state.session = Some(session.clone_ref(py));
+                state.buffer.clone_from(&buffer);
+            }
+            refused
+        };
+        if !refused.is_empty() {
+            for job in refused {
+                job.refuse(py);
+            }
+            return Err(crate::lifecycle::closed_error());
+        }
         Ok((session, buffer))
     }
 
@@ -236,7 +257,7 @@ impl IterBridge {
     }
 
     /// One `asend`/`athrow` step: like `__next__` in lockstep, for generator twins.
-    fn generator_step(&self, py: Python<'_>, op: Op) -> PyResult<Option<Py<PyAny>>> {
+    fn generator_step(&self, py: Python<'_>, op: Op) -> PyResult<Py<PyAny>> {
         if self.prefetch > 0 {
             return Err(PyValueError::new_err(
                 "send() and throw() need a lockstep iterator (prefetch=0): items pulled \
@@ -246,15 +267,15 @@ impl IterBridge {
         if lock(&self.state).finished {
             return match op {
                 Op::Athrow(args) => Err(PyErr::from_value(args.bind(py).get_item(0)?)),
-                _ => Ok(None),
+                _ => Err(PyStopIteration::new_err(())),
             };
         }
         let (session, _) = self.session(py)?;
         match step(py, self.portal.bind(py), &session, op, None, None) {
-            Ok(value) => Ok(Some(value)),
+            Ok(value) => Ok(value),
             Err(err) if err.is_instance_of::<PyStopAsyncIteration>(py) => {
                 self.finish(py);
-                Ok(None)
+                Err(PyStopIteration::new_err(()))
             }
             Err(err) => Err(err),
         }
@@ -377,9 +398,11 @@ impl IterBridge {
     }
 
     /// Like a generator's ``send``: ``asend(value)`` on the async generator (lockstep only).
-    fn send(&self, py: Python<'_>, value: Py<PyAny>) -> PyResult<Option<Py<PyAny>>> {
+    fn send(&self, py: Python<'_>, value: Py<PyAny>) -> PyResult<Py<PyAny>> {
         if value.is_none(py) {
-            return self.__next__(py);
+            return self
+                .__next__(py)?
+                .ok_or_else(|| PyStopIteration::new_err(()));
         }
         self.generator_step(py, Op::Asend(value))
     }
@@ -392,7 +415,7 @@ impl IterBridge {
         typ: Py<PyAny>,
         val: Option<Py<PyAny>>,
         tb: Option<Py<PyAny>>,
-    ) -> PyResult<Option<Py<PyAny>>> {
+    ) -> PyResult<Py<PyAny>> {
         let mut args = vec![typ];
         args.extend(val);
         args.extend(tb);

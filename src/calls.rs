@@ -30,6 +30,22 @@ pub struct Waiting<'py> {
     pub grace: f64,
     /// Warn once after this many seconds that this running loop is blocked.
     pub blocked: Option<(f64, Bound<'py, PyAny>)>,
+    /// The caller's own task (on the loop it blocks) and its cancellation count when the call
+    /// began: if it is cancelled meanwhile (asyncio's Ctrl-C handler cancels the main task),
+    /// the call ends with `CancelledError`, as an `await` would.
+    pub caller_task: Option<(Bound<'py, PyAny>, usize)>,
+}
+
+impl Waiting<'_> {
+    fn caller_cancelled(&self) -> PyResult<bool> {
+        let Some((task, before)) = &self.caller_task else {
+            return Ok(false);
+        };
+        let now: usize = task
+            .call_method0(intern!(task.py(), "cancelling"))?
+            .extract()?;
+        Ok(now > *before)
+    }
 }
 
 /// Starts a task for `driver` on `event_loop` (which must be running in this thread) in
@@ -271,7 +287,7 @@ fn wait(
     let mut first = true;
     loop {
         let mut until = earliest(deadline, warn_at);
-        if alive.is_some() {
+        if alive.is_some() || how.caller_task.is_some() {
             until = earliest(until, Some(Instant::now() + SIGNAL_CHECK));
         }
         let kick = if first { Some(kick) } else { None };
@@ -293,6 +309,12 @@ fn wait(
                             Err(interrupt)
                         }
                     };
+                }
+                if how.caller_cancelled()? {
+                    cancel(py)?;
+                    let _ = cleanup(py, call, waiter::deadline_after(Some(how.grace)), alive);
+                    let cancelled = cached(py)?.asyncio_cancelled.bind(py).clone();
+                    return Err(PyErr::from_type(cancelled, ()));
                 }
                 match warn_at {
                     Some(at) if now >= at => {

@@ -71,10 +71,26 @@ impl Portal {
         timeout: Option<f64>,
         blocked: Option<Bound<'py, PyAny>>,
     ) -> Waiting<'py> {
+        let caller_task = blocked.as_ref().and_then(|running| {
+            let py = running.py();
+            let task = cached(py)
+                .ok()?
+                .current_task
+                .bind(py)
+                .call1((running,))
+                .ok()?;
+            let count = task
+                .call_method0(intern!(py, "cancelling"))
+                .ok()?
+                .extract()
+                .ok()?;
+            (!task.is_none()).then_some((task, count))
+        });
         Waiting {
             timeout,
             grace: self.grace(),
             blocked: blocked.and_then(|running| lock(&self.blocked_warning).map(|s| (s, running))),
+            caller_task,
         }
     }
 }

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import copy
 import functools
 import gc
 import inspect
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -48,6 +50,11 @@ def sync_for(target: Any) -> Any:
 
 
 default_sync = getattr(blockon, "sync", _sync.sync_default)
+
+
+@default_sync
+async def module_level_double(x: int) -> int:
+    return 2 * x
 
 
 class Boom(Exception):
@@ -490,6 +497,7 @@ class SubApi:
 
     async def resolve(self, ref: str) -> str:
         await asyncio.sleep(0)
+        self.resolved_in = threading.current_thread().name
         return f"{self.owner.name}:{ref}"
 
 
@@ -761,6 +769,7 @@ def test_objects_with_async_methods_are_twinned_once(target):
     client = Client("deep")
     sub = client.sub
     assert sub.resolve("x") == "deep:x"
+    assert sub.resolved_in == target.thread.name  # deep twins run on the same loop thread
     assert client.sub is sub  # attribute reads give the same twin
     assert client.child() is sub  # so do call results
     assert client.child() == sub
@@ -1123,6 +1132,30 @@ def test_a_lone_awaitable_is_refused(target):
         coro.close()
 
 
+def test_pickling_twins(target):
+    assert pickle.loads(pickle.dumps(module_level_double)) is module_level_double
+    assert copy.copy(module_level_double) is module_level_double
+    twin = sync_for(target)(Counter())
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(twin)
+    with pytest.raises(TypeError, match="cannot be pickled or copied"):
+        copy.copy(twin)
+
+
+def test_send_past_the_end_of_an_iterated_twin(lt):
+    class Source:
+        def __aiter__(self):
+            return self._gen()
+
+        async def _gen(self):
+            yield "only"
+
+    it = iter(_sync.sync(lt, Source()))
+    assert next(it) == "only"
+    with pytest.raises(StopIteration):
+        it.send("more")
+
+
 # --- threads ---------------------------------------------------------------------------------
 
 
@@ -1181,6 +1214,7 @@ def test_one_twin_in_with_blocks_in_several_threads_at_once(target):
     assert errors == []
     assert gate.pairs == n
     assert gate.open_tasks == {}
+    assert gate._blockon_exits == {}  # no stack left behind per thread
 
 
 # --- typing and docs -----------------------------------------------------------------------

@@ -13,6 +13,7 @@ See the README and docs/ for the rules of where the work runs.
 from ._api import enter_context, gather, map, wrap_context, wrap_iter
 from ._blockon import run, submit
 from ._loopthread import LoopThread, default_loop_thread
+from ._sync import sync_default as sync
 from ._to_thread import to_thread
 
 __all__ = (
@@ -23,6 +24,7 @@ __all__ = (
     "map",
     "run",
     "submit",
+    "sync",
     "to_thread",
     "wrap_context",
     "wrap_iter",

@@ -22,7 +22,7 @@ from contextlib import AbstractContextManager as ContextManager
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
-from . import _blockon, _bridges, _fanout
+from . import _blockon, _bridges, _fanout, _sync
 
 _SelectorLoop = asyncio.selector_events.BaseSelectorEventLoop
 T = TypeVar("T")
@@ -78,6 +78,10 @@ class LoopThread(_blockon.Portal):
         Raised when closed: ``RuntimeError``.
         """
         return self._event_loop()
+
+    #: The sync twin of an async function, generator function, class, instance or module,
+    #: bound to this loop thread. See ``blockon.sync``.
+    sync = _sync.sync
 
     def wrap_context(self, acm: _bridges.AsyncContextSource[T]) -> ContextManager[T]:
         """``with`` over an async context manager (or an awaitable returning one).

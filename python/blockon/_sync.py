@@ -301,6 +301,8 @@ class _Registry:
     def __init__(self, portal: _blockon.Portal) -> None:
         self.portal = portal
         self.lock = threading.RLock()
+        # A twin class holds its wrapped class, so an entry here lives as long as this
+        # registry (as long as the loop thread object): classes are long-lived anyway.
         self.classes: weakref.WeakKeyDictionary[type, type[_TwinBase]] = weakref.WeakKeyDictionary()
         self.twins: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
 
@@ -586,8 +588,8 @@ class _TwinBase(metaclass=_TwinMeta):
         )
 
 
-def _exits(twin: _TwinBase) -> list[Any]:
-    """The twin's stack of entered contexts for the calling thread (a twin may be in several
+def _exits(twin: _TwinBase) -> dict[int, list[Any]]:
+    """The twin's stacks of entered contexts, one per thread (a twin may be in several
     ``with`` blocks at once, in several threads; each thread exits what it entered)."""
     exits = twin._blockon_exits
     if exits is None:
@@ -596,7 +598,7 @@ def _exits(twin: _TwinBase) -> list[Any]:
             if exits is None:
                 exits = {}
                 object.__setattr__(twin, "_blockon_exits", exits)
-    return exits.setdefault(threading.get_ident(), [])
+    return exits
 
 
 _ALREADY_ENTERED = object()
@@ -609,25 +611,28 @@ def _twin_enter(self: _TwinBase) -> Any:
         # The await that made this object returned the object itself, and that await is
         # what its __aenter__ does: do not do it again; exit through __aexit__.
         object.__setattr__(self, "_blockon_entered", False)
-        _exits(self).append(_ALREADY_ENTERED)
+        _exits(self).setdefault(threading.get_ident(), []).append(_ALREADY_ENTERED)
         return self
     bridge: _blockon.ContextBridge[Any] = _blockon.ContextBridge(
         registry.portal, self._blockon_target
     )
     value = bridge.__enter__()
-    _exits(self).append(bridge)
+    _exits(self).setdefault(threading.get_ident(), []).append(bridge)
     return registry.adopt(value)
 
 
 def _twin_exit(self: _TwinBase, exc_type: Any, exc: Any, tb: Any) -> bool:
     __tracebackhide__ = True
-    stack = _exits(self)
+    exits, thread = _exits(self), threading.get_ident()
+    stack = exits.get(thread)
     if not stack:
         raise RuntimeError(
             f"{self!r} is not in a `with` block in this thread: exit a twin in the thread "
             "that entered it (blockon.wrap_context() gives a manager any thread may exit)"
         )
     bridge: Any = stack.pop()
+    if not stack:
+        del exits[thread]  # threads come and go: keep no empty stacks
     if bridge is _ALREADY_ENTERED:
         registry = type(self)._blockon_registry
         return bool(registry.portal.run(self._blockon_target.__aexit__(exc_type, exc, tb)))
@@ -776,7 +781,8 @@ def sync(portal: _blockon.Portal, obj: Callable[P, T], /) -> Callable[P, T]: ...
 @overload
 def sync(portal: _blockon.Portal, obj: Any, /) -> Any: ...
 def sync(portal: _blockon.Portal, obj: Any, /) -> Any:
-    """The sync twin of ``obj``, bound to the loop thread ``portal``; usable as a decorator.
+    """The sync twin of ``obj``, bound to the loop thread ``portal`` (as ``LoopThread.sync``:
+    to that ``LoopThread``); usable as a decorator. Twins always run on that loop thread.
 
     - async function -> function (bound and unbound methods, classmethods, staticmethods,
       ``functools.partial`` objects and ``classmethod``/``staticmethod`` objects alike); its
