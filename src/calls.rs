@@ -62,7 +62,7 @@ pub fn spawn_task(
         kwargs.set_item(intern!(py, "context"), context)?;
     }
     let ready = event_loop.getattr_opt(intern!(py, "_ready"))?;
-    let before = ready.as_ref().map_or(Ok(0), |r| r.len())?;
+    let before = ready.as_ref().map_or(Ok(0), PyAnyMethods::len)?;
     let task = event_loop.call_method(intern!(py, "create_task"), (driver,), Some(&kwargs))?;
     if let Some(link) = link {
         cached(py)?
@@ -226,10 +226,6 @@ pub fn on_loop(
         intern!(py, "call_soon_threadsafe"),
         (c.spawn_here.bind(py), event_loop, &driver, context),
     );
-    if let Err(err) = scheduled {
-        driver.get().abandon(py, Outcome::Cancelled)?;
-        return Err(err);
-    }
     let cancel = |_py: Python<'_>| {
         let cancel_it = driver.getattr(intern!(py, "_cancel"))?;
         // A loop that closed meanwhile cannot take the request; `alive` reports that.
@@ -237,6 +233,23 @@ pub fn on_loop(
         Ok(())
     };
     let alive = |_py: Python<'_>| check_alive(event_loop);
+    if let Err(err) = scheduled {
+        if check_alive(event_loop).is_err() {
+            // Refused by a closed loop: the awaitable never ran, so close it here.
+            driver.get().abandon(py, Outcome::Cancelled)?;
+        } else {
+            // Interrupted (Ctrl-C) inside the call, perhaps after it queued the start: the
+            // awaitable may be running on the loop already. Cancel it there, as Ctrl-C does.
+            cancel(py)?;
+            let _ = cleanup(
+                py,
+                &call,
+                waiter::deadline_after(Some(how.grace)),
+                Some(&alive),
+            );
+        }
+        return Err(err);
+    }
     wait(py, &call, how, &|| {}, &cancel, Some(&alive), None)
 }
 
@@ -324,6 +337,10 @@ fn wait(
                             Err(raised) => raised,
                         }
                     }
+                    _ if crate::home::worker_must_stop(py) => PyRuntimeError::new_err(
+                        "the interpreter is exiting: this to_thread worker stopped waiting, \
+                         and the awaitable was cancelled",
+                    ),
                     _ => match alive.map_or(Ok(()), |alive| alive(py)) {
                         Ok(()) => continue,
                         Err(gone) => return Err(gone),

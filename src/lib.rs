@@ -45,5 +45,6 @@ fn _blockon(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(lifecycle::_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(calls::_spawn_here, m)?)?;
     m.add_function(wrap_pyfunction!(home::_set_home_loop, m)?)?;
+    m.add_function(wrap_pyfunction!(home::_interpreter_exiting, m)?)?;
     Ok(())
 }

@@ -54,6 +54,58 @@ fn seconds(value: &Bound<'_, PyAny>, what: &str) -> PyResult<f64> {
 }
 
 impl Portal {
+    /// Runs every queued job on the loop thread.
+    fn drain(&self, py: Python<'_>) {
+        let Some(core) = self.life.attached() else {
+            return;
+        };
+        let event_loop = core.event_loop.bind(py);
+        for job in core.inbox.take() {
+            let done = match job {
+                Job::Run {
+                    driver,
+                    context,
+                    link,
+                } => {
+                    let driver = driver.bind(py);
+                    spawn_task(
+                        event_loop,
+                        driver,
+                        Some(context.bind(py)),
+                        link.as_ref().map(|l| l.bind(py)),
+                    )
+                    .or_else(|err| {
+                        let outcome = Outcome::Raised(err.into_value(py).into_any());
+                        driver.get().abandon(py, outcome)
+                    })
+                }
+                Job::Cancel(driver) => driver
+                    .bind(py)
+                    .call_method0(intern!(py, "_cancel"))
+                    .map(drop),
+                Job::Step {
+                    session,
+                    step,
+                    context,
+                } => Session::enqueue(session.bind(py), step, context.as_ref().map(|c| c.bind(py))),
+                Job::CancelStep(session, call) => session.get().cancel_step(py, &call),
+                Job::Session(session, job) => {
+                    let session = session.get();
+                    match job {
+                        SessionJob::Unpark => session.unpark(py),
+                        SessionJob::StartPump(buffer) => session.start_pump(py, buffer),
+                        SessionJob::StopPump => session.stop_pump(py),
+                        SessionJob::Finish => session.finish(py),
+                    }
+                }
+                Job::Stop => event_loop.call_method0(intern!(py, "stop")).map(drop),
+            };
+            if let Err(err) = done {
+                err.write_unraisable(py, Some(event_loop));
+            }
+        }
+    }
+
     /// The running core, starting the loop thread if needed.
     pub(crate) fn core(slf: &Bound<'_, Self>) -> PyResult<Arc<Core>> {
         let py = slf.py();
@@ -294,17 +346,6 @@ impl Portal {
         Ok(())
     }
 
-    /// Loop thread: the reader woke the loop; drains, and says whether to start pulsing.
-    fn _wake(slf: &Bound<'_, Self>) -> PyResult<bool> {
-        slf.get()._drain(slf.py());
-        let Some(core) = slf.get().life.attached() else {
-            return Ok(false);
-        };
-        let was_idle = core.inbox.is_idle();
-        core.inbox.set_idle(false);
-        Ok(was_idle)
-    }
-
     /// Loop thread: one pulse (see `hot::pulse`); whether to pulse again.
     fn _pulse(slf: &Bound<'_, Self>) -> PyResult<bool> {
         let Some(core) = slf.get().life.attached() else {
@@ -326,54 +367,19 @@ impl Portal {
 
     /// Loop thread: takes the queued work (the inbox's reader callback).
     fn _drain(&self, py: Python<'_>) {
+        self.drain(py);
+    }
+
+    /// Loop thread: woken by the reader (loops without a wrappable selector): drains, and
+    /// says whether to start pulsing.
+    fn _wake(&self, py: Python<'_>) -> bool {
+        self.drain(py);
         let Some(core) = self.life.attached() else {
-            return;
+            return false;
         };
-        let event_loop = core.event_loop.bind(py);
-        for job in core.inbox.take() {
-            let done = match job {
-                Job::Run {
-                    driver,
-                    context,
-                    link,
-                } => {
-                    let driver = driver.bind(py);
-                    spawn_task(
-                        event_loop,
-                        driver,
-                        Some(context.bind(py)),
-                        link.as_ref().map(|l| l.bind(py)),
-                    )
-                    .or_else(|err| {
-                        let outcome = Outcome::Raised(err.into_value(py).into_any());
-                        driver.get().abandon(py, outcome)
-                    })
-                }
-                Job::Cancel(driver) => driver
-                    .bind(py)
-                    .call_method0(intern!(py, "_cancel"))
-                    .map(drop),
-                Job::Step {
-                    session,
-                    step,
-                    context,
-                } => Session::enqueue(session.bind(py), step, context.as_ref().map(|c| c.bind(py))),
-                Job::CancelStep(session, call) => session.get().cancel_step(py, &call),
-                Job::Session(session, job) => {
-                    let session = session.get();
-                    match job {
-                        SessionJob::Unpark => session.unpark(py),
-                        SessionJob::StartPump(buffer) => session.start_pump(py, buffer),
-                        SessionJob::StopPump => session.stop_pump(py),
-                        SessionJob::Finish => session.finish(py),
-                    }
-                }
-                Job::Stop => event_loop.call_method0(intern!(py, "stop")).map(drop),
-            };
-            if let Err(err) = done {
-                err.write_unraisable(py, Some(event_loop));
-            }
-        }
+        let was_idle = core.inbox.is_idle();
+        core.inbox.set_idle(false);
+        was_idle
     }
 
     /// Loop thread, shutting down: refuses new work and cancels what never started.

@@ -240,7 +240,7 @@ impl Session {
                         return Ok(value);
                     }
                     Ok(Sent::Returned(value)) => {
-                        self.step_done(py, running, Outcome::Value(value))?
+                        self.step_done(py, running, Outcome::Value(value))?;
                     }
                     Err(err) => {
                         let outcome = stepping::outcome_of(py, err);
@@ -583,13 +583,13 @@ impl Session {
         Ok(())
     }
 
-    #[getter]
-    fn __qualname__(&self) -> &'static str {
+    #[classattr]
+    fn __qualname__() -> &'static str {
         "blockon.session"
     }
 
-    #[getter]
-    fn __name__(&self) -> &'static str {
+    #[classattr]
+    fn __name__() -> &'static str {
         "blockon.session"
     }
 }

@@ -546,9 +546,12 @@ def say(line):
 started = threading.Event()
 
 class Loop(asyncio.SelectorEventLoop):
+    interrupted = False
+
     def call_soon_threadsafe(self, callback, *args, context=None):
         handle = super().call_soon_threadsafe(callback, *args, context=context)
-        if callback is not self.stop and not started.is_set():
+        if callback is not self.stop and not self.interrupted:
+            self.interrupted = True
             started.wait(10)  # the loop thread is running the coroutine by now
             signal.raise_signal(signal.SIGINT)  # Ctrl-C lands before run() starts waiting
         return handle
@@ -574,20 +577,12 @@ except BaseException as exc:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: when call_soon_threadsafe raises after it queued the task's start "
-    "(Ctrl-C landing inside it, once the loop thread already runs the coroutine), on_loop "
-    "treats the work as never scheduled and closes the coroutine from the caller's thread, "
-    "while it runs or is suspended on the loop: 'coroutine already executing' or its cleanup "
-    "running in the wrong thread, and the caller gets that error instead of KeyboardInterrupt",
-)
 def test_ctrl_c_while_scheduling_on_a_given_loop_still_cancels_on_that_loop():
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(INTERRUPTED_WHILE_SCHEDULING)],
         capture_output=True,
         text=True,
-        timeout=WAIT * 3,
+        timeout=WAIT,
         env=clean_env(),
         check=False,
     )

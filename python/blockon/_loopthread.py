@@ -333,6 +333,10 @@ def _close_all_at_exit() -> None:
 def _register(factory: Callable[[], Any]) -> None:
     _blockon._set_default_factory(factory)
     atexit.register(_close_all_at_exit)
+    # Runs before interpreter exit joins its threads (as concurrent.futures' own hook does):
+    # to_thread workers waiting on a loop stop waiting, so that join cannot hang.
+    register_early = getattr(threading, "_register_atexit", atexit.register)
+    register_early(_blockon._interpreter_exiting)
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_blockon._after_fork_in_child)
 

@@ -6,11 +6,14 @@ loop (connection pools, sessions) work from the sync code, and chains
 (async -> to_thread -> run -> to_thread -> run ...) never deadlock: no thread in a chain is
 ever needed again by the steps below it.
 
-Each call gets a daemon thread of its own. Rejected: the loop's default executor, whose few
+Each call gets a thread of its own. Rejected: the loop's default executor, whose few
 workers a deep or wide set of chains can use up, each waiting for a worker that can never
-free up; and any pool whose threads interpreter exit joins (``concurrent.futures`` does),
-because a worker still waiting on blockon's loop thread would then hang the exit before the
-loop thread is closed.
+free up. The threads are not daemons, so interpreter exit waits for them (as it does for
+``asyncio.to_thread``'s executor) and their ``finally`` blocks run; daemon threads would be
+cut off, or killed mid-call while the interpreter finalizes. So that this wait cannot hang,
+a worker still waiting on a loop when the interpreter starts exiting stops waiting: its
+awaitable is cancelled and its cleanup awaited, and ``blockon.run`` raises ``RuntimeError``
+in the worker (``_blockon._interpreter_exiting``, registered in ``_loopthread``).
 """
 
 from __future__ import annotations
@@ -71,5 +74,5 @@ async def to_thread(fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) ->
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(_settle, future, *outcome)
 
-    threading.Thread(target=work, name="blockon-to_thread", daemon=True).start()
+    threading.Thread(target=work, name="blockon-to_thread", daemon=False).start()
     return await future
