@@ -51,6 +51,7 @@ ARUN = "asyncio.run(coro())"
 WAKE = "ref: call_soon_threadsafe wake-up"
 NEST = "blockon.run(coro(), nest=True)"
 NEST_DEFAULT = "blockon.run(coro())  (to the loop thread)"
+GREENBACK = "greenback.await_(coro())"
 
 
 async def noop() -> None:
@@ -361,6 +362,12 @@ def bench_nest(cfg: h.Config) -> h.Section:
         NEST: lambda: run(noop(), nest=True),
         NEST_DEFAULT: lambda: run(noop()),
     }
+    try:
+        import greenback
+    except ImportError:
+        greenback = None
+    else:
+        calls[GREENBACK] = lambda: greenback.await_(noop())
     lt = blockon.default_loop_thread()
     tid = run(native_tid())
     old = lt.blocked_warning
@@ -382,9 +389,19 @@ def bench_nest(cfg: h.Config) -> h.Section:
         )
         + "."
     )
-    sec.notes.append(
-        "greenback's `await_` comparison (SPEC: nest=True within 2x of it) comes in a later issue."
-    )
+    if greenback is None:
+        sec.notes.append("greenback is not installed: its row and target are missing.")
+    else:
+        sec.targets.append(
+            h.placed_target(
+                "nest=True within 2x of greenback's await_",
+                results,
+                (NEST, "nest=True"),
+                (GREENBACK, "greenback"),
+                2,
+                at_most=True,
+            )
+        )
     sec.data = {w: {k: v.median for k, v in s.items() if v.ok} for w, s in results.items()}
     sec.targets.append(
         h.placed_target(target, results, (NEST_DEFAULT, "default path"), (NEST, "nest=True"), 4)

@@ -265,8 +265,9 @@ fn check_alive(event_loop: &Bound<'_, PyAny>) -> PyResult<()> {
     if closed || !running {
         let state = if closed { "closed" } else { "not running" };
         return Err(PyRuntimeError::new_err(format!(
-            "the event loop {} is {state}, so it cannot run the awaitable; \
-             pass a loop that is running in another thread",
+            "the event loop {} is {state}, so it cannot run the awaitable. With loop=, pass a \
+             loop that is running in another thread; in a to_thread worker, the loop that \
+             started the worker has stopped",
             event_loop.repr()?
         )));
     }

@@ -170,6 +170,14 @@ pub fn run(
     let running = cached(py)?.get_running_loop.bind(py).call0()?;
     let running = (!running.is_none()).then_some(running);
     if let Some(target) = target {
+        if !target.hasattr(intern!(py, "call_soon_threadsafe"))? {
+            discard(&coro);
+            let kind = target.get_type().name()?.to_string();
+            return Err(PyTypeError::new_err(format!(
+                "loop= must be a running asyncio event loop (such as the one \
+                 asyncio.get_running_loop() returns in that loop's thread), got '{kind}'"
+            )));
+        }
         if running.as_ref().is_some_and(|r| r.is(target)) {
             return run_nested(target, coro, timeout, portal.grace());
         }
