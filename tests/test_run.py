@@ -297,7 +297,7 @@ def test_timeout_runs_aexit_to_completion(target):
 
 
 def test_timeout_swallowed_cancellation_returns_the_value(target):
-    # Decided in docs/design-notes-for-contributors.md: asyncio.timeout() semantics.
+    # Decided in docs/how-it-works.md, "Decisions recorded": asyncio.timeout() semantics.
     async def swallow():
         try:
             await asyncio.Event().wait()
@@ -459,7 +459,7 @@ def test_timeout_zero_on_work_that_suspends(target):
 
 @pytest.mark.parametrize("timeout", [0, -1])
 def test_timeout_zero_on_work_that_never_suspends_returns_its_value(target, timeout):
-    # asyncio.timeout() semantics (docs/design-notes-for-contributors.md): the deadline is
+    # asyncio.timeout() semantics (docs/how-it-works.md, "Decisions recorded"): the deadline is
     # checked when the work suspends, so work that finishes in its first step is not timed out,
     # exactly as `async with asyncio.timeout(0): return await immediate()` returns.
     async def immediate():
