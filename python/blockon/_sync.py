@@ -203,6 +203,9 @@ class _TwinFunction:
     __defaults__ = None
     __kwdefaults__ = None
 
+    #: Each kind of twin defines how a call runs.
+    __call__: Callable[..., Any]
+
     def __init__(self, fn: Any, portal: _blockon.Portal, adopt: Callable[..., Any] | None) -> None:
         self._fn = fn
         self._portal = portal
@@ -212,9 +215,6 @@ class _TwinFunction:
         # A twin is sync: never let a copied marker make it look like a coroutine function.
         for marker in ("_is_coroutine_marker", "_is_coroutine"):
             self.__dict__.pop(marker, None)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError  # each kind of twin has its own
 
     @property
     def __code__(self) -> types.CodeType:
