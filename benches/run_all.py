@@ -3,6 +3,7 @@
     python benches/run_all.py            # full run (about a minute or two)
     python benches/run_all.py --quick    # smoke run: few rounds, 50,000 memory calls
     python benches/run_all.py --write    # full run, then rewrite docs/benchmarks.md's results
+                                         # and draw docs/benchmarks.png
     python benches/run_all.py --only per_call,nest
     python benches/run_all.py --wait-quiet 600   # first wait (up to 600 s) for an idle machine
 
@@ -23,15 +24,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import _chart
 import _harness as h
 import bench_fanout  # fan-out section (issue 4)
 import bench_import
 import bench_memory
+import bench_peers  # peers: blockon against the libraries users pick instead (issue 6)
 import bench_run
 import bench_stream
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
+CHART = ROOT / "docs" / "benchmarks.png"
 BEGIN = "<!-- BEGIN RESULTS: written by `python benches/run_all.py --write`; edits are lost -->"
 END = "<!-- END RESULTS -->"
 
@@ -39,6 +43,7 @@ SECTIONS: dict[str, Callable[[h.Config], h.Section]] = {
     **bench_run.SECTIONS,
     "stream": bench_stream.bench_stream,
     "fanout": bench_fanout.bench_fanout,  # gather of 10,000 sleeping coroutines (issue 4)
+    **bench_peers.SECTIONS,
     "memory": bench_memory.bench_memory,
     "import": bench_import.bench_import,
 }
@@ -210,6 +215,8 @@ def main() -> int:
     if args.write:
         write_doc(render_markdown(m, sections, cfg, secs))
         print(f"wrote {DOC.relative_to(ROOT)}")
+        why = _chart.write_chart(sections, CHART)
+        print(why or f"wrote {CHART.relative_to(ROOT)}")
     return 0
 
 
