@@ -518,6 +518,19 @@ class _TwinMeta(type):
             return super().__repr__()
         return f"<blockon.sync twin class of {wrapped!r}>"
 
+    @property
+    def __signature__(cls) -> inspect.Signature | None:
+        # The wrapped class's: from 3.13, inspect.signature() of a class whose metaclass
+        # defines __call__ or __getattr__ would otherwise report (*args, **kwargs). On the
+        # metaclass, so twin instances do not inherit it.
+        wrapped = cls.__dict__.get("_blockon_wrapped")
+        if wrapped is None:
+            return None
+        try:
+            return inspect.signature(wrapped)
+        except (TypeError, ValueError):
+            return None
+
     def __getattr__(cls, name: str) -> Any:
         if name.startswith("_blockon_") or (name.startswith("__") and name.endswith("__")):
             raise AttributeError(name)
