@@ -22,14 +22,27 @@ for target in "${targets[@]}"; do
   if [ "$target" = "$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')" ]; then
     py=$(command -v python3)
   else
-    py=$(scripts/matrix-python.sh "$version" "$flavour") || { rows+=("| $target | build of CPython failed | |"); continue; }
+    log=$cache/python-$target.log
+    if ! py=$(scripts/matrix-python.sh "$version" "$flavour" 2> "$log"); then
+      cat "$log" >&2
+      if grep -q "404 *Not Found" "$log"; then
+        why="not tested: no python$version source package could be downloaded from Debian's mirror (404)"
+      else
+        why="not tested: building CPython failed (see $log)"
+      fi
+      rows+=("| $target | $why | |"); continue
+    fi
   fi
   venv=$cache/venv-$target
   [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
   "$venv/bin/python" -m pip install -q -U pip maturin >&2
   rm -rf "$cache/wheels-$target"
-  if ! "$venv/bin/maturin" build --release -q -i "$venv/bin/python" -o "$cache/wheels-$target" >&2; then
-    rows+=("| $target | building blockon failed | |"); continue
+  if ! "$venv/bin/maturin" build --release -q -i "$venv/bin/python" -o "$cache/wheels-$target" \
+      > "$cache/build-blockon-$target.log" 2>&1; then
+    cat "$cache/build-blockon-$target.log" >&2
+    why=$(grep -m1 -oE "PyO3 does not support [^,]*" "$cache/build-blockon-$target.log" \
+      || grep -m1 "error:" "$cache/build-blockon-$target.log")
+    rows+=("| $target | not tested: building blockon failed: ${why:-see $cache/build-blockon-$target.log} | |"); continue
   fi
   "$venv/bin/python" -m pip install -q --force-reinstall --no-deps "$cache/wheels-$target"/*.whl >&2
   missing=()
