@@ -137,13 +137,6 @@ impl<J> Inbox<J> {
         now_nanos().saturating_sub(self.last_take.load(Ordering::Relaxed)) < nanos
     }
 
-    /// Consumer, awake, with jobs waiting: makes its own next poll of the socket see them.
-    pub fn wake_self(&self) {
-        if !self.armed.swap(true, Ordering::AcqRel) {
-            self.wake();
-        }
-    }
-
     /// Wakes the consumer. Safe from any thread, with or without the GIL.
     pub fn wake(&self) {
         // A full socket buffer means a wake-up is already pending, so WouldBlock is fine.
