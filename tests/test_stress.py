@@ -1,0 +1,62 @@
+"""64 threads at once, each mixing run, submit, wrap_iter (lockstep and prefetch) and gather on
+one loop thread, every result checked. Written for free-threaded builds too (issue 8), where
+nothing but the engine's own locks keeps the threads apart."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import blockon
+import pytest
+
+THREADS = 64
+ROUNDS = 8
+
+
+async def double(x: int) -> int:
+    await asyncio.sleep(0)
+    return 2 * x
+
+
+async def numbers(n: int, start: int):
+    for i in range(start, start + n):
+        await asyncio.sleep(0)
+        yield i
+
+
+def worker(lt: blockon.LoopThread, ident: int, barrier: threading.Barrier, errors: list) -> None:
+    try:
+        barrier.wait()
+        for r in range(ROUNDS):
+            base = ident * 1000 + r * 100
+            assert lt.run(double(base)) == 2 * base
+            future = lt.submit(double(base + 1))
+            assert list(lt.wrap_iter(numbers(5, base))) == list(range(base, base + 5))
+            assert list(lt.wrap_iter(numbers(20, base), prefetch=8)) == list(range(base, base + 20))
+            assert lt.gather(*(double(base + i) for i in range(4))) == [
+                2 * (base + i) for i in range(4)
+            ]
+            assert future.result(timeout=60) == 2 * (base + 1)
+    except BaseException as exc:  # reported by the test, with the thread that saw it
+        errors.append((ident, exc))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kind", ["stdlib", "uvloop"])
+def test_64_threads_mixing_every_kind_of_call(kind):
+    factory = None
+    if kind == "uvloop":
+        factory = pytest.importorskip("uvloop").new_event_loop
+    errors: list = []
+    barrier = threading.Barrier(THREADS)
+    with blockon.LoopThread(factory, name="stress") as lt:
+        threads = [
+            threading.Thread(target=worker, args=(lt, i, barrier, errors)) for i in range(THREADS)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=100)
+        assert not any(thread.is_alive() for thread in threads), "a thread hung"
+    assert errors == []
