@@ -266,8 +266,11 @@ def test_fork_child_uses_run(busy):
 
 def test_exit_with_an_unclosed_user_loop_thread_and_a_thread_blocked_in_run():
     script = """
-    import asyncio, threading
+    import asyncio, os, threading
     import blockon
+
+    def say(*words):  # one write per line: two threads print at once here
+        os.write(1, (" ".join(words) + "\\n").encode())
 
     user = blockon.LoopThread(name="user")  # never closed by the program
     started = threading.Event()
@@ -277,7 +280,7 @@ def test_exit_with_an_unclosed_user_loop_thread_and_a_thread_blocked_in_run():
             started.set()
             await asyncio.sleep(3600)
         finally:
-            print("user leftover finally", flush=True)
+            say("user leftover finally")
 
     user.submit(leftover())
     assert started.wait(30)
@@ -292,11 +295,11 @@ def test_exit_with_an_unclosed_user_loop_thread_and_a_thread_blocked_in_run():
         try:
             blockon.run(forever())
         except BaseException as exc:
-            print("daemon caller got", type(exc).__module__, type(exc).__name__, flush=True)
+            say("daemon caller got", type(exc).__module__, type(exc).__name__)
 
     threading.Thread(target=daemon, daemon=True).start()
     assert blocked.wait(30)
-    print("main done", flush=True)
+    say("main done")
     """
     proc, elapsed = run_script(script, "-X", "dev")
     assert proc.stderr == ""
