@@ -43,6 +43,10 @@ os.environ.setdefault("PYTHONASYNCIODEBUG", "1")
 import blockon  # noqa: E402  (after the ast.parse guard and the debug switch)
 
 
+class Boom(Exception):
+    """The exception tests raise on purpose."""
+
+
 def debug_loop() -> asyncio.AbstractEventLoop:
     """A stdlib event loop in asyncio debug mode: a `loop_factory` for LoopThread."""
     loop = asyncio.new_event_loop()

@@ -21,14 +21,11 @@ import traceback
 import blockon
 import pytest
 from blockon._fanout import gather as _gather
+from conftest import Boom
 from test_process import send_sigint_after_started
 
 FANOUT = os.path.join(os.path.dirname(os.path.abspath(blockon.__file__)), "_fanout.py")
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("VAR", default="unset")
-
-
-class Boom(Exception):
-    pass
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import blockon
 import pytest
+from conftest import debug_loop
 
 greenlet = pytest.importorskip("greenlet")
 
@@ -80,12 +81,6 @@ class GreenletSyncAPI:
         assert asyncio._get_running_loop() is None
         self.loop.run_until_complete(self.loop.shutdown_asyncgens())
         self.loop.close()
-
-
-def debug_loop() -> asyncio.AbstractEventLoop:
-    loop = asyncio.new_event_loop()
-    loop.set_debug(True)
-    return loop
 
 
 def uvloop_factory() -> asyncio.AbstractEventLoop:

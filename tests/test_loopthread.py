@@ -17,16 +17,7 @@ import uuid
 
 import blockon
 import pytest
-
-
-class Boom(Exception):
-    pass
-
-
-def debug_loop():
-    loop = asyncio.new_event_loop()
-    loop.set_debug(True)
-    return loop
+from conftest import Boom, debug_loop
 
 
 async def answer(value=42):

@@ -25,13 +25,10 @@ from pathlib import Path
 import pytest
 from blockon._fanout import DEFAULT_MAP_LIMIT
 from blockon._fanout import map as _map
+from conftest import Boom
 from test_process import run_script, send_sigint_after_started
 
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("VAR", default="unset")
-
-
-class Boom(Exception):
-    pass
 
 
 @pytest.fixture

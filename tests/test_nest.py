@@ -20,18 +20,9 @@ import warnings
 
 import blockon
 import pytest
+from conftest import Boom, debug_loop
 
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("VAR", default="unset")
-
-
-class Boom(Exception):
-    pass
-
-
-def debug_loop():
-    loop = asyncio.new_event_loop()
-    loop.set_debug(True)
-    return loop
 
 
 async def answer(value=42):

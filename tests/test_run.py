@@ -18,13 +18,10 @@ import weakref
 
 import blockon
 import pytest
+from conftest import Boom
 
 BLOCKON_DIR = os.path.dirname(os.path.abspath(blockon.__file__)) + os.sep
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("VAR", default="unset")
-
-
-class Boom(Exception):
-    pass
 
 
 class CustomBaseException(BaseException):

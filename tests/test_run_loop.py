@@ -28,6 +28,7 @@ from typing import Any
 
 import blockon
 import pytest
+from conftest import Boom, debug_loop
 
 WAIT = 10  # seconds: a generous hang guard for events that normally arrive in microseconds
 AT_ONCE = 1.0  # seconds: "at once" (a refusal takes microseconds)
@@ -35,18 +36,8 @@ BLOCKON_DIR = Path(blockon.__file__).resolve().parent
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("VAR", default="unset")
 
 
-class Boom(Exception):
-    pass
-
-
 class Bail(BaseException):
     pass
-
-
-def debug_loop() -> asyncio.AbstractEventLoop:
-    loop = asyncio.new_event_loop()
-    loop.set_debug(True)
-    return loop
 
 
 def loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop]:

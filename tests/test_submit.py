@@ -13,12 +13,9 @@ import threading
 
 import blockon
 import pytest
+from conftest import Boom
 
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("VAR", default="unset")
-
-
-class Boom(Exception):
-    pass
 
 
 async def answer(value=42):

@@ -29,6 +29,7 @@ from typing import Any
 import blockon
 import pytest
 from blockon import _sync
+from conftest import Boom
 
 ROOT = Path(__file__).resolve().parent.parent
 WIRED = hasattr(blockon, "sync") and hasattr(blockon.LoopThread, "sync")
@@ -55,10 +56,6 @@ default_sync = getattr(blockon, "sync", _sync.sync_default)
 @default_sync
 async def module_level_double(x: int) -> int:
     return 2 * x
-
-
-class Boom(Exception):
-    pass
 
 
 def where() -> tuple[str, asyncio.Task[Any] | None]:

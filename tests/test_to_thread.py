@@ -31,20 +31,11 @@ from typing import Any
 
 import blockon
 import pytest
+from conftest import Boom, debug_loop  # debug mode: a loop touched from a foreign thread raises
 
 WAIT = 10  # seconds: a generous hang guard for events that normally arrive in microseconds
 BLOCKON_DIR = Path(blockon.__file__).resolve().parent
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("VAR", default="unset")
-
-
-class Boom(Exception):
-    pass
-
-
-def debug_loop() -> asyncio.AbstractEventLoop:
-    loop = asyncio.new_event_loop()
-    loop.set_debug(True)  # raises when a loop is touched from a foreign thread
-    return loop
 
 
 def loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop]:

@@ -21,6 +21,7 @@ from typing import Any
 
 import blockon
 import pytest
+from conftest import Boom
 
 
 def api(target: Any) -> Any:
@@ -47,10 +48,6 @@ class Recorder:
             ("exit", threading.current_thread().name, asyncio.current_task(), exc_type, exc, tb)
         )
         return self.suppress
-
-
-class Boom(Exception):
-    pass
 
 
 # --- values and exceptions ----------------------------------------------------------------

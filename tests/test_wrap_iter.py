@@ -20,6 +20,7 @@ from typing import Any
 
 import blockon
 import pytest
+from conftest import Boom
 
 MODES = pytest.mark.parametrize("prefetch", [0, 4], ids=["lockstep", "prefetch"])
 
@@ -455,10 +456,6 @@ def test_prefetch_consumer_waits_for_a_slow_producer(target):
 
 
 # --- exceptions ---------------------------------------------------------------------------
-
-
-class Boom(Exception):
-    pass
 
 
 @MODES
