@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs the test suite on Debian's own binary build of CPython VERSION, inside a Debian sid
+# chroot made once by debootstrap into the matrix cache. Used by scripts/matrix.sh when the
+# version's source package cannot be downloaded (the mirror this project reaches serves the
+# binary packages of 3.14 and 3.15 but answers 404 for their sources). The interpreter then
+# runs on the glibc it was built for, which Debian 12's is too old to host.
+#   scripts/matrix-chroot.sh VERSION WHEEL      prints pytest's summary line
+# Needs root (debootstrap, chroot, bind mounts), as on the project's machines.
+set -euo pipefail
+version=$1
+wheel=$2
+cache=${BLOCKON_MATRIX_CACHE:-$HOME/.cache/blockon-matrix}
+root=$cache/sid
+if [ ! -x "$root/usr/bin/python$version" ]; then
+  command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >&2
+  if [ ! -x "$root/usr/bin/apt-get" ]; then
+    debootstrap --variant=minbase --include=gcc,libc6-dev,ca-certificates sid "$root" \
+      http://deb.debian.org/debian >&2
+  fi
+  cp /etc/resolv.conf "$root/etc/resolv.conf"
+  chroot "$root" apt-get install -y -qq "python$version" "python$version-venv" "python$version-dev" >&2
+fi
+cp /etc/resolv.conf "$root/etc/resolv.conf"
+# pip inside uses the host's configuration and certificate authorities, as pip outside does.
+[ -f /etc/pip.conf ] && cp /etc/pip.conf "$root/etc/pip.conf"
+cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+for m in proc sys dev dev/pts; do
+  mountpoint -q "$root/$m" || mount --bind "/$m" "$root/$m"
+done
+trap 'for m in dev/pts dev sys proc; do umount "$root/$m" 2>/dev/null || true; done' EXIT
+venv=/opt/venv-$version
+[ -x "$root$venv/bin/python" ] || chroot "$root" "python$version" -m venv "$venv"
+work=/opt/work-$version
+rm -rf "$root$work" && mkdir -p "$root$work"
+cp -r tests pyproject.toml docs examples "$root$work"/
+cp "$wheel" "$root$work"/
+inside() { chroot "$root" env -C "$work" HOME=/root "$@"; }
+inside "$venv/bin/python" -m pip install -q -U pip >&2
+inside "$venv/bin/python" -m pip install -q --force-reinstall --no-deps "$work/$(basename "$wheel")" >&2
+missing=()
+for dep in ${MATRIX_DEPS:?}; do
+  inside "$venv/bin/python" -m pip install -q "$dep" >/dev/null 2>&1 || missing+=("$dep")
+done
+gil=$(inside "$venv/bin/python" -c 'import sys, blockon; print(getattr(sys, "_is_gil_enabled", lambda: True)())')
+summary=$(inside "$venv/bin/python" -m pytest tests -q -p no:randomly 2>&1 | tee "$cache/pytest-$version-chroot.log" \
+  | grep -E "^=* ?[0-9]+ (passed|failed|error)" | tail -n 1 | tr -d '=' | sed 's/^ *//' || true)
+echo "${summary:-pytest did not finish}|GIL after import: $gil${missing[*]:+; not installable: ${missing[*]}}"
