@@ -54,7 +54,7 @@ bench: venv ## run the benchmarks side by side (BENCH_ARGS=--write updates docs/
 	$(VENV)/bin/maturin develop --release --quiet -E test,lint,demo,bench
 	$(VPY) benches/run_all.py $(BENCH_ARGS)
 
-matrix: ## the test suite on CPython 3.11-3.15 and free-threaded builds (MATRIX="3.13 3.14t" for some)
+matrix: venv ## the test suite on CPython 3.11-3.15 and free-threaded builds (MATRIX="3.13 3.14t" for some)
 	scripts/matrix.sh $(MATRIX)
 
 clean: ## remove build products and the virtualenv

@@ -28,8 +28,7 @@ for target in "${targets[@]}"; do
         # No source to build: Debian's own binary build, in a sid chroot (scripts/matrix-chroot.sh).
         wheel=$cache/wheels-abi3
         rm -rf "$wheel"
-        maturin_py=$(command -v python3)
-        "$maturin_py" -m maturin build --release -q -o "$wheel" >&2
+        "$root/.venv/bin/maturin" build --release -q -o "$wheel" >&2
         if out=$(MATRIX_DEPS="${deps[*]}" scripts/matrix-chroot.sh "$version" "$wheel"/*.whl); then
           rows+=("| $target | ${out%%|*} | Debian's binary python$version in a sid chroot; ${out#*|} |"); continue
         fi
