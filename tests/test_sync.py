@@ -9,7 +9,6 @@ synchronised with events and barriers, never sleeps. The two real libraries are 
 from __future__ import annotations
 
 import asyncio
-import warnings
 import contextlib
 import contextvars
 import copy
@@ -23,6 +22,7 @@ import subprocess
 import sys
 import threading
 import types
+import warnings
 import weakref
 from pathlib import Path
 from typing import Any
