@@ -27,8 +27,11 @@ for target in "${targets[@]}"; do
       if grep -q "404 *Not Found" "$log" && [ -z "$flavour" ]; then
         # No source to build: Debian's own binary build, in a sid chroot (scripts/matrix-chroot.sh).
         wheel=$cache/wheels-abi3
-        rm -rf "$wheel"
-        "$root/.venv/bin/maturin" build --release -q -o "$wheel" >&2
+        if [ -z "${abi3_built:-}" ]; then  # one abi3 wheel serves every such version
+          rm -rf "$wheel"
+          "$root/.venv/bin/maturin" build --release -q -o "$wheel" >&2
+          abi3_built=1
+        fi
         if out=$(MATRIX_DEPS="${deps[*]}" scripts/matrix-chroot.sh "$version" "$wheel"/*.whl); then
           rows+=("| $target | ${out%%|*} | Debian's binary python$version in a sid chroot; ${out#*|} |"); continue
         fi
