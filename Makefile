@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 PYLIBDIR := $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('LIBDIR') or '')")
 
 .DEFAULT_GOAL := help
-.PHONY: help venv build demo test test-rust test-python lint fmt bench matrix clean
+.PHONY: help venv build demo test test-rust test-python lint fmt bench bench-matrix matrix clean
 
 help: ## list the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ fmt: venv ## format Rust and Python sources
 bench: venv ## run the benchmarks side by side (BENCH_ARGS=--write updates docs/benchmarks.md)
 	$(VENV)/bin/maturin develop --release --quiet -E test,lint,demo,bench
 	$(VPY) benches/run_all.py $(BENCH_ARGS)
+
+bench-matrix: venv ## `make bench` on 3.11 and 3.14 (MATRIX="3.11 3.15" for others): docs/benchmarks.md's per-version table
+	scripts/matrix.sh --bench $(MATRIX)
 
 matrix: venv ## the test suite on CPython 3.11-3.15 and free-threaded builds (MATRIX="3.13 3.14t" for some)
 	scripts/matrix.sh $(MATRIX)

@@ -349,6 +349,7 @@ def placed_target(
     judged = judged_labels(results)
     parts: list[str] = []
     verdicts: list[bool] = []
+    judged_ratios: list[str] = []
     for where, samples in results.items():
         a, b = samples.get(num[0]), samples.get(den[0])
         if a is None or b is None or not a.ok or not b.ok:
@@ -360,11 +361,14 @@ def placed_target(
         times = f"{den[1]} {fmt_us(b.median)} µs, {num[1]} {fmt_us(a.median)} µs"
         if where in judged:
             verdicts.append(ok)
+            judged_ratios.append(f"{where} {fmt_ratio(x)}")
             parts.append(f"{where} {'PASS' if ok else 'FAIL'} {fmt_ratio(x)} ({times})")
         else:
             parts.append(f"{where} {fmt_ratio(x)} ({times}; not judged)")
     bound = f"ratio <= {need:g}x" if at_most else f">= {need:g}x"
-    return Target(label, all(verdicts), f"need {bound}. " + "; ".join(parts))
+    return Target(
+        label, all(verdicts), f"need {bound}. " + "; ".join(parts), ", ".join(judged_ratios)
+    )
 
 
 # --------------------------------------------------------------------------- reporting
@@ -433,6 +437,11 @@ class Target:
     label: str
     passed: bool | None
     detail: str
+    short: str = ""  # the figures alone, for the per-version table; default: detail's head
+
+    @property
+    def figures(self) -> str:
+        return self.short or self.detail.split(" (")[0]
 
     @property
     def verdict(self) -> str:

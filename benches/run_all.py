@@ -32,6 +32,7 @@ import bench_memory
 import bench_peers  # peers: blockon against the libraries users pick instead (issue 6)
 import bench_run
 import bench_stream
+import per_version
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -80,7 +81,10 @@ def _git(*args: str) -> str | None:
 
 
 def _git_rev() -> str:
-    """The commit, and whether the engine's sources differ from it."""
+    """The commit, and whether the engine's sources differ from it. A copy of the benches
+    outside the checkout (scripts/matrix.sh --bench) is told it by BLOCKON_GIT_REV."""
+    if os.environ.get("BLOCKON_GIT_REV"):
+        return os.environ["BLOCKON_GIT_REV"]
     rev = _git("rev-parse", "--short", "HEAD")
     if not rev:
         return ""
@@ -157,6 +161,11 @@ def main() -> int:
     ap.add_argument("--write", action="store_true", help=f"rewrite the results in {DOC.name}")
     ap.add_argument("--only", default="", help="comma-separated sections: " + ", ".join(SECTIONS))
     ap.add_argument(
+        "--row-json",
+        metavar="FILE",
+        help="also write this run's targets as one per-version row (see benches/per_version.py)",
+    )
+    ap.add_argument(
         "--wait-quiet",
         type=float,
         default=0.0,
@@ -212,6 +221,9 @@ def main() -> int:
             print(f"  {tg.line()}")
     print(f"\n({secs:.0f} s; {m.get('load', 'load not measured')})")
 
+    if args.row_json:
+        per_version.write_row(Path(args.row_json), m, sections, quick=cfg.quick)
+        print(f"wrote {args.row_json}")
     if args.write:
         write_doc(render_markdown(m, sections, cfg, secs))
         print(f"wrote {DOC.relative_to(ROOT)}")

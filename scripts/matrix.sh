@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # `make matrix`: the whole test suite on every CPython blockon claims, built once from
 # Debian's source packages into a cache outside the repository (scripts/matrix-python.sh),
-# plus the machine's own python3. Prints a version-by-result table and writes it, dated,
-# to docs/compatibility.md.
-#   scripts/matrix.sh [VERSION[t] ...]      default: 3.11 (this machine's) 3.13 3.14 3.15 3.13t 3.14t
+# or, where the mirror has no source, Debian's binary build in a sid chroot
+# (scripts/matrix-chroot.sh); plus the machine's own python3. Prints a version-by-result
+# table and writes it, dated, to docs/compatibility.md.
+#   scripts/matrix.sh [VERSION[t] ...]          default: 3.11 (this machine's) 3.13 3.14 3.15 3.13t 3.14t
+#   scripts/matrix.sh --bench [VERSION[t] ...]  `make bench-matrix`: benches/run_all.py on each
+#                                               instead (default: 3.11 3.14), then the
+#                                               per-version table of docs/benchmarks.md
 # Test dependencies a version cannot install (no wheel, no build) are left out; the tests
 # that need them skip, and the table says which.
 set -uo pipefail
@@ -11,15 +15,29 @@ cd "$(dirname "$0")/.."
 root=$PWD
 cache=${BLOCKON_MATRIX_CACHE:-$HOME/.cache/blockon-matrix}
 mkdir -p "$cache"
+mode=test
+[ "${1:-}" = --bench ] && { mode=bench; shift; }
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(3.11 3.13 3.14 3.15 3.13t 3.14t)
-deps=(pytest pytest-asyncio pytest-timeout hypothesis uvloop aiohttp aiosqlite httpx
-      ipykernel nbclient nbformat jupyter-client starlette uvicorn greenlet mypy)
+if [ ${#targets[@]} -eq 0 ]; then
+  if [ $mode = bench ]; then targets=(3.11 3.14); else targets=(3.11 3.13 3.14 3.15 3.13t 3.14t); fi
+fi
+if [ $mode = bench ]; then
+  deps=(uvloop greenback asyncio-thread-runner asgiref anyio asyncer synchronicity nest-asyncio2)
+else
+  deps=(pytest pytest-asyncio pytest-timeout hypothesis uvloop aiohttp aiosqlite httpx
+        ipykernel nbclient nbformat jupyter-client starlette uvicorn greenlet mypy)
+fi
+host=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+# The benchmarks report the commit they measured; their copy outside the checkout has no git.
+BLOCKON_GIT_REV=$(git rev-parse --short HEAD 2>/dev/null)$(git status --porcelain -- src python \
+  Cargo.toml pyproject.toml 2>/dev/null | grep -q . && echo " + uncommitted changes to src/python")
+export BLOCKON_GIT_REV
 rows=()
+row_files=()
 for target in "${targets[@]}"; do
   version=${target%t}; flavour=${target#"$version"}
-  echo "== CPython $target" >&2
-  if [ "$target" = "$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')" ]; then
+  echo "== CPython $target ($mode)" >&2
+  if [ "$target" = "$host" ]; then
     py=$(command -v python3)
   else
     log=$cache/python-$target.log
@@ -32,13 +50,19 @@ for target in "${targets[@]}"; do
           "$root/.venv/bin/maturin" build --release -q -o "$wheel" >&2
           abi3_built=1
         fi
-        if out=$(MATRIX_DEPS="${deps[*]}" scripts/matrix-chroot.sh "$version" "$wheel"/*.whl); then
-          rows+=("| $target | ${out%%|*} | Debian's binary python$version in a sid chroot; ${out#*|} |"); continue
+        if out=$(MATRIX_MODE=$mode MATRIX_DEPS="${deps[*]}" scripts/matrix-chroot.sh "$version" "$wheel"/*.whl); then
+          if [ $mode = bench ]; then
+            row_files+=("$cache/bench-$target.json")
+          else
+            rows+=("| $target | ${out%%|*} | Debian's binary python$version in a sid chroot; ${out#*|} |")
+          fi
+          continue
         fi
       fi
       cat "$log" >&2
       if grep -q "404 *Not Found" "$log"; then
         why="not tested: no python$version source package could be downloaded from Debian's mirror (404)"
+        [ -n "$flavour" ] && why="$why, and Debian builds no free-threaded python$version binary package"
       else
         why="not tested: building CPython failed (see $log)"
       fi
@@ -62,16 +86,25 @@ for target in "${targets[@]}"; do
     "$venv/bin/python" -m pip install -q "$dep" >/dev/null 2>&1 || missing+=("$dep")
   done
   gil=$("$venv/bin/python" -c 'import sys, blockon; print(getattr(sys, "_is_gil_enabled", lambda: True)())')
-  # Run from a copy of the tests, so `import blockon` is the installed wheel, not ./python.
+  # Run from a copy, so `import blockon` is the installed wheel, not ./python.
   work=$(mktemp -d)
-  cp -r tests pyproject.toml docs examples "$work"/
-  summary=$(cd "$work" && "$venv/bin/python" -m pytest tests -q -p no:randomly 2>&1 \
-    | grep -E "^=* ?[0-9]+ (passed|failed|error)" | tail -n 1 | tr -d '=' | sed 's/^ *//')
-  summary=${summary:-"pytest did not finish"}
+  cp -r tests benches pyproject.toml docs examples "$work"/
+  if [ $mode = bench ]; then
+    (cd "$work" && "$venv/bin/python" benches/run_all.py --row-json "$cache/bench-$target.json" >&2) \
+      && row_files+=("$cache/bench-$target.json")
+  else
+    summary=$(cd "$work" && "$venv/bin/python" -m pytest tests -q -p no:randomly 2>&1 \
+      | tee "$cache/pytest-$target.log" \
+      | grep -E "^=* ?[0-9]+ (passed|failed|error)" | tail -n 1 | tr -d '=' | sed 's/^ *//')
+    note=${missing[*]:-}
+    rows+=("| $target | ${summary:-pytest did not finish} | GIL after import: $gil${note:+; not installable: $note} |")
+  fi
   rm -rf "$work"
-  note=${missing[*]:-}
-  rows+=("| $target | $summary | GIL after import: $gil${note:+; not installable: $note} |")
 done
+if [ $mode = bench ]; then
+  [ ${#row_files[@]} -gt 0 ] && "$root/.venv/bin/python" benches/per_version.py "${row_files[@]}"
+  exit 0
+fi
 table="| CPython | result | notes |
 |---|---|---|
 $(printf '%s\n' "${rows[@]}")"
@@ -82,6 +115,14 @@ echo "$table"
   echo "The whole test suite on each CPython, from \`make matrix\` ($(date -u +%Y-%m-%d), $(uname -m))."
   echo "Interpreters are built from Debian's source packages (upstream sources) by"
   echo "scripts/matrix-python.sh; blockon is built as a wheel for each and installed from it."
+  echo "Where a version's source package cannot be downloaded, scripts/matrix-chroot.sh runs the"
+  echo "suite on Debian's own binary build of it inside a Debian sid chroot made by debootstrap,"
+  echo "with the abi3 wheel built on this machine. \"GIL after import\" is"
+  echo "\`sys._is_gil_enabled()\` once \`import blockon\` has run: False on a free-threaded build"
+  echo "means the engine kept the GIL off (the extension declares \`gil_used = false\`)."
   echo
   echo "$table"
+  echo
+  echo "Why a row is not tested, where one is not: see \"Free-threaded builds\" in"
+  echo "docs/how-it-works.md."
 } > docs/compatibility.md

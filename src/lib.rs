@@ -30,7 +30,11 @@ pub mod session;
 pub mod stepping;
 pub mod waiter;
 
-#[pymodule]
+// `gil_used = false` (PyO3's default since 0.28, spelled out because it is a promise): on a
+// free-threaded CPython, importing blockon keeps the GIL off. The engine's shared state is
+// behind its own locks and atomics, never the GIL (docs/how-it-works.md, "Free-threaded
+// builds").
+#[pymodule(gil_used = false)]
 fn _blockon(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<portal::Portal>()?;
     m.add_class::<driver::Driver>()?;

@@ -5,6 +5,10 @@ nothing but the engine's own locks keeps the threads apart."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+import sysconfig
 import threading
 
 import blockon
@@ -60,3 +64,22 @@ def test_64_threads_mixing_every_kind_of_call(kind):
             thread.join(timeout=100)
         assert not any(thread.is_alive() for thread in threads), "a thread hung"
     assert errors == []
+
+
+@pytest.mark.skipif(
+    not sysconfig.get_config_var("Py_GIL_DISABLED"),
+    reason="needs a free-threaded CPython (3.14t); `make matrix` runs it there",
+)
+def test_import_keeps_the_gil_off_on_a_free_threaded_build():
+    # A fresh interpreter: the running one may have imported extensions that turned it on.
+    # PYTHON_GIL unset, so CPython's own choice (on unless every module says gil_used=false).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHON_GIL"}
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys, blockon; print(sys._is_gil_enabled())"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    assert out.stdout.strip() == "False", out.stderr

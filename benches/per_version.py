@@ -1,0 +1,101 @@
+"""The per-version table of docs/benchmarks.md: the SPEC targets on each CPython.
+
+``run_all.py --row-json FILE`` writes one run's targets as a row file; ``make bench-matrix``
+(scripts/matrix.sh --bench) runs that on every CPython of the matrix and then
+
+    python benches/per_version.py ROW.json [ROW.json ...]
+
+rewrites the per-version section of docs/benchmarks.md from the row files, one column per
+CPython. Only the targets' verdicts and headline figures go in the table; the full run on the
+machine's own CPython is the Results section, written by ``run_all.py --write``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import _harness as h
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "benchmarks.md"
+BEGIN = "<!-- BEGIN PER-VERSION: written by `make bench-matrix`; edits are lost -->"
+END = "<!-- END PER-VERSION -->"
+
+
+def write_row(path: Path, m: dict[str, str], sections: Sequence[h.Section], *, quick: bool) -> None:
+    row = {
+        **m,
+        "quick": quick,
+        "targets": [
+            {"label": t.label, "verdict": t.verdict, "figures": t.figures}
+            for s in sections
+            for t in s.targets
+        ],
+    }
+    path.write_text(json.dumps(row, indent=1) + "\n")
+
+
+def render(rows: Sequence[dict[str, object]]) -> str:
+    """The per-version section: one column per row file, one line per target."""
+    labels: list[str] = []
+    for r in rows:
+        for t in r["targets"]:  # type: ignore[attr-defined]
+            if t["label"] not in labels:
+                labels.append(t["label"])
+    table = h.Table(["target", *(str(r["python"]) for r in rows)], align="l" * (len(rows) + 1))
+    for label in labels:
+        cells = []
+        for r in rows:
+            found = [t for t in r["targets"] if t["label"] == label]  # type: ignore[attr-defined]
+            cells.append(f"{found[0]['verdict']} {found[0]['figures']}" if found else "not run")
+        table.add(label, *cells)
+    runs = [
+        f"- {r['python']}: {r['date']}, blockon {r['blockon']}, uvloop {r['uvloop']}; "
+        f"load: {r.get('load', 'not measured')}{' (quick run)' if r['quick'] else ''}"
+        for r in rows
+    ]
+    return "\n".join(
+        [
+            BEGIN,
+            "",
+            "## Per-version results",
+            "",
+            "The SPEC targets on each CPython of the compatibility matrix, from",
+            "`make bench-matrix`: the same `benches/run_all.py` on each, one after another on",
+            "the same machine.",
+            f"Machine: {rows[0]['cpu']}, {rows[0]['cores']} cores, {rows[0]['os']}. Ratios of",
+            "the thread-hopping targets are the two judged placements (same CPU, other CPU).",
+            "",
+            table.markdown(),
+            "",
+            *runs,
+            "",
+            END,
+        ]
+    )
+
+
+def main(argv: Sequence[str]) -> int:
+    if not argv:
+        print("usage: python benches/per_version.py ROW.json [ROW.json ...]", file=sys.stderr)
+        return 2
+    rows = [json.loads(Path(a).read_text()) for a in argv]
+    text = render(rows) + "\n"
+    old = DOC.read_text()
+    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.S)
+    if pattern.search(old):
+        new = pattern.sub(lambda _m: text, old, count=1)
+    else:  # first time: just before the Results section
+        results = old.index("<!-- BEGIN RESULTS")
+        new = old[:results] + text + "\n" + old[results:]
+    DOC.write_text(new)
+    print(f"wrote {DOC.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
