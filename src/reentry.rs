@@ -20,15 +20,19 @@ use crate::driver::{Driver, Target};
 use crate::py::cached;
 
 /// The number of handles in `event_loop`'s ready queue, or the RuntimeError that explains
-/// why the loop cannot be re-entered (uvloop has no ready queue to drive).
+/// why the loop cannot be re-entered: uvloop has no ready queue to drive, and an asyncio
+/// without `_enter_task`/`_leave_task` (none from 3.11 to 3.15) could not switch tasks.
 pub fn ready_len(event_loop: &Bound<'_, PyAny>) -> PyResult<usize> {
     let py = event_loop.py();
+    let c = cached(py)?;
     let ready = event_loop.getattr_opt(intern!(py, "_ready"))?;
-    let steppable = event_loop.getattr_opt(intern!(py, "_run_once"))?.is_some();
+    let steppable = event_loop.getattr_opt(intern!(py, "_run_once"))?.is_some()
+        && c.enter_task.is_some()
+        && c.leave_task.is_some();
     match ready {
         Some(ready) if steppable => ready.len(),
         _ => {
-            cached(py)?.check_reentry.call1(py, (event_loop,))?;
+            c.check_reentry.call1(py, (event_loop,))?;
             Err(pyo3::exceptions::PyRuntimeError::new_err(
                 "this event loop cannot be re-entered",
             ))

@@ -684,3 +684,52 @@ def test_uvloop_default_path_from_a_running_uvloop_works(uvloop_module):
         ident, loop = runner.run(main())
     assert ident != threading.get_ident()
     assert loop is blockon.default_loop_thread().loop
+
+
+# --- feature detection: a Python whose asyncio cannot switch tasks gets the RuntimeError ----
+
+
+@pytest.mark.parametrize("missing", ["_enter_task", "_leave_task"])
+def test_nest_true_without_task_switching_raises_and_cleans_up(monkeypatch, missing):
+    # The engine's up-front check sees the same functions missing where asyncio lacks them;
+    # here only the Python half is told, so the work starts and is stopped when it suspends.
+    from blockon import _hooks
+
+    monkeypatch.setattr(_hooks, missing, None)
+    steps = []
+
+    async def work():
+        try:
+            steps.append("started")
+            await asyncio.sleep(0)
+            steps.append("resumed")
+        finally:
+            steps.append("cleaned up")
+
+    async def main():
+        with pytest.raises(RuntimeError, match=r"no asyncio\.tasks\._enter_task/_leave_task"):
+            blockon.run(work(), nest=True)
+
+    asyncio.run(main())
+    assert steps == ["started", "cleaned up"]
+
+
+def test_nest_true_on_a_loop_without_run_once_names_the_missing_step():
+    class Opaque(asyncio.SelectorEventLoop):
+        # A loop that hides its one-iteration step, as uvloop's does not exist.
+        def __getattribute__(self, name):
+            if name == "_run_once" and getattr(type(self), "_hide", False):
+                raise AttributeError(name)
+            return super().__getattribute__(name)
+
+    async def main():
+        Opaque._hide = True
+        try:
+            coro = asyncio.sleep(0)
+            with pytest.raises(RuntimeError, match="no _run_once step"):
+                blockon.run(coro, nest=True)
+        finally:
+            Opaque._hide = False
+
+    with asyncio.Runner(loop_factory=Opaque) as runner:
+        runner.run(main())

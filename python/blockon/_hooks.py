@@ -81,19 +81,30 @@ def _noop() -> None:
 
 
 def _reentry_points(loop: asyncio.AbstractEventLoop) -> tuple[Callable[[], None], Any]:
-    """The loop's one-iteration step and ready queue, or a RuntimeError saying why not."""
+    """The loop's one-iteration step and ready queue, or a RuntimeError saying why not.
+
+    Feature detection, not version checks: what re-entry needs is looked for on this loop
+    and this Python's asyncio (docs/how-it-works.md, "CPython versions").
+    """
     run_once = getattr(loop, "_run_once", None)
     ready = getattr(loop, "_ready", None)
     if callable(run_once) and isinstance(ready, collections.deque) and _enter_task and _leave_task:
         return run_once, ready
+    if not (_enter_task and _leave_task):
+        why = (
+            "this Python's asyncio has no asyncio.tasks._enter_task/_leave_task to switch "
+            "the current task with"
+        )
+    else:
+        why = "it has no _run_once step to drive (uvloop is like this)"
     raise RuntimeError(
         f"blockon.run() must run this awaitable on the event loop already running in this "
         f"thread ({type(loop).__module__}.{type(loop).__qualname__}), re-entrantly, because "
         "the thread is blocked inside that loop (nest=True was passed, or sync code on "
-        "blockon's own loop thread called run()). This loop cannot be re-entered: it has no "
-        "_run_once step to drive (uvloop is like this). Instead, await the awaitable from "
-        "async code; or call blockon.run() without nest=True from a thread whose loop is "
-        "another one; or move the sync code off the loop with `await blockon.to_thread(fn)`."
+        f"blockon's own loop thread called run()). This loop cannot be re-entered: {why}. "
+        "Instead, await the awaitable from async code; or call blockon.run() without "
+        "nest=True from a thread whose loop is another one; or move the sync code off the "
+        "loop with `await blockon.to_thread(fn)`."
     )
 
 
