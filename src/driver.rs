@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use pyo3::exceptions::PyStopIteration;
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::completion::{lock, Call, Outcome};
 use crate::py::cached;
@@ -128,6 +129,24 @@ impl Driver {
 impl Driver {
     fn __await__(slf: Py<Self>) -> Py<Self> {
         slf
+    }
+
+    /// Shows the garbage collector what the driver holds. A task left pending on a loop
+    /// closed under it is a cycle through the driver (task, driver, awaitable, the future it
+    /// waits on, the task's wake-up callback); without this edge the awaitable looks held
+    /// from outside and the cycle lives until the interpreter exits. No `__clear__`: the
+    /// task's own clearing drops the driver, which breaks the cycle.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.inner)?;
+        // try_lock: a traversal must never block; a step in progress holds what it yielded
+        // on its own stack anyway.
+        if let Ok(pending) = self.pending.try_lock() {
+            visit.call(pending.as_ref())?;
+        }
+        if let Target::Future(future) = &self.target {
+            visit.call(future)?;
+        }
+        Ok(())
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
