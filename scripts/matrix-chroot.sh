@@ -4,7 +4,7 @@
 # version's source package cannot be downloaded (the mirror this project reaches serves the
 # binary packages of 3.14 and 3.15 but answers 404 for their sources). The interpreter then
 # runs on the glibc it was built for, which Debian 12's is too old to host.
-#   scripts/matrix-chroot.sh VERSION WHEEL      prints pytest's summary line
+#   scripts/matrix-chroot.sh VERSION WHEEL      prints "pytest's summary|notes|exact version"
 #   MATRIX_MODE=bench scripts/matrix-chroot.sh VERSION WHEEL
 #       runs benches/run_all.py instead; its row file lands in the cache as bench-VERSION.json
 # Needs root (debootstrap, chroot, bind mounts), as on the project's machines.
@@ -52,4 +52,5 @@ if [ "${MATRIX_MODE:-test}" = bench ]; then
 fi
 summary=$(inside "$venv/bin/python" -m pytest tests -q -p no:randomly 2>&1 | tee "$cache/pytest-$version-chroot.log" \
   | grep -E "^=* ?[0-9]+ (passed|failed|error)" | tail -n 1 | tr -d '=' | sed 's/^ *//' || true)
-echo "${summary:-pytest did not finish}|GIL after import: $gil${missing[*]:+; not installable: ${missing[*]}}"
+exact=$(inside "$venv/bin/python" -c 'import platform; print(platform.python_version())')
+echo "${summary:-pytest did not finish}|GIL after import: $gil${missing[*]:+; not installable: ${missing[*]}}|$exact"

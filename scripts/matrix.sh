@@ -54,7 +54,7 @@ for target in "${targets[@]}"; do
           if [ $mode = bench ]; then
             row_files+=("$cache/bench-$target.json")
           else
-            rows+=("| $target | ${out%%|*} | Debian's binary python$version in a sid chroot; ${out#*|} |")
+            rows+=("| $target | ${out%%|*} | Debian's binary python$version (${out##*|}) in a sid chroot; $(cut -d'|' -f2 <<< "$out") |")
           fi
           continue
         fi
@@ -86,6 +86,7 @@ for target in "${targets[@]}"; do
     "$venv/bin/python" -m pip install -q "$dep" >/dev/null 2>&1 || missing+=("$dep")
   done
   gil=$("$venv/bin/python" -c 'import sys, blockon; print(getattr(sys, "_is_gil_enabled", lambda: True)())')
+  exact=$("$venv/bin/python" -c 'import platform; print(platform.python_version())')
   # Run from a copy, so `import blockon` is the installed wheel, not ./python.
   work=$(mktemp -d)
   cp -r tests benches pyproject.toml docs examples "$work"/
@@ -97,7 +98,7 @@ for target in "${targets[@]}"; do
       | tee "$cache/pytest-$target.log" \
       | grep -E "^=* ?[0-9]+ (passed|failed|error)" | tail -n 1 | tr -d '=' | sed 's/^ *//')
     note=${missing[*]:-}
-    rows+=("| $target | ${summary:-pytest did not finish} | GIL after import: $gil${note:+; not installable: $note} |")
+    rows+=("| $target | ${summary:-pytest did not finish} | $exact; GIL after import: $gil${note:+; not installable: $note} |")
   fi
   rm -rf "$work"
 done
