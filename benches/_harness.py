@@ -361,7 +361,8 @@ def placed_target(
         times = f"{den[1]} {fmt_us(b.median)} µs, {num[1]} {fmt_us(a.median)} µs"
         if where in judged:
             verdicts.append(ok)
-            judged_ratios.append(f"{where} {fmt_ratio(x)}")
+            ours = a if at_most else b  # blockon's side: the one being judged
+            judged_ratios.append(f"{where} {fmt_ratio(x)} ({fmt_us(ours.median)} µs)")
             parts.append(f"{where} {'PASS' if ok else 'FAIL'} {fmt_ratio(x)} ({times})")
         else:
             parts.append(f"{where} {fmt_ratio(x)} ({times}; not judged)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import subprocess
+import sys
 
 import blockon
 import pytest
@@ -108,3 +110,17 @@ def test_loop_thread_has_the_documented_members():
 def test_public_callables_have_docstrings():
     for name in EXPECTED_PUBLIC_NAMES:
         assert inspect.getdoc(getattr(blockon, name)), name
+
+
+def test_import_adds_no_typing_to_what_asyncio_imported():
+    # typing is for the type checker only (3.14's asyncio no longer imports it; it costs
+    # milliseconds): importing blockon must not pull it in where asyncio did not.
+    code = (
+        "import sys, asyncio; before = 'typing' in sys.modules; import blockon; "
+        "print(before, 'typing' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    before, after = out.stdout.split()
+    assert after == before, out.stdout

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, Awaitable, Callable, Generator, Iterable, Iterator
 from contextlib import AbstractContextManager
-from typing import Any, Literal, overload
 
 from . import _fanout
-from ._bridges import AsyncContextSource, T
 from ._loopthread import default_loop_thread
+
+# typing is for the type checker only: CPython 3.14's asyncio no longer imports it, and at
+# run time it would add about 3 ms to `import blockon` (docs/how-it-works.md).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Literal, overload
+
+    from ._bridges import AsyncContextSource, T
 
 
 def wrap_context(acm: AsyncContextSource[T]) -> AbstractContextManager[T]:
@@ -29,20 +35,24 @@ def wrap_iter(ait: AsyncIterable[T], *, prefetch: int = 0) -> Iterator[T]:
     return default_loop_thread().wrap_iter(ait, prefetch=prefetch)
 
 
-@overload
-def gather(
-    *aws: Awaitable[T],
-    limit: int | None = None,
-    return_exceptions: Literal[False] = False,
-    timeout: float | None = None,
-) -> list[T]: ...
-@overload
-def gather(
-    *aws: Awaitable[T],
-    limit: int | None = None,
-    return_exceptions: bool,
-    timeout: float | None = None,
-) -> list[T | BaseException]: ...
+if TYPE_CHECKING:
+
+    @overload
+    def gather(
+        *aws: Awaitable[T],
+        limit: int | None = None,
+        return_exceptions: Literal[False] = False,
+        timeout: float | None = None,
+    ) -> list[T]: ...
+    @overload
+    def gather(
+        *aws: Awaitable[T],
+        limit: int | None = None,
+        return_exceptions: bool,
+        timeout: float | None = None,
+    ) -> list[T | BaseException]: ...
+
+
 def gather(
     *aws: Awaitable[Any],
     limit: int | None = None,

@@ -9,20 +9,24 @@ from __future__ import annotations
 import inspect
 from collections.abc import AsyncIterable, Awaitable, Iterator
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any, TypeVar, Union
 
 from . import _blockon
 
+# typing is for the type checker only: CPython 3.14's asyncio no longer imports it, and at
+# run time it would add about 3 ms to `import blockon` (docs/how-it-works.md).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, TypeAlias, TypeVar
+
     from ._loopthread import LoopThread
 
-T = TypeVar("T")
+    T = TypeVar("T")
 
-#: What ``wrap_context`` accepts: an async context manager, or an awaitable returning one
-#: (as ``session.get(url)`` is used).
-AsyncContextSource = Union[  # noqa: UP007 - a runtime alias usable on 3.11
-    AbstractAsyncContextManager[T], Awaitable[AbstractAsyncContextManager[T]]
-]
+    #: What ``wrap_context`` accepts: an async context manager, or an awaitable returning
+    #: one (as ``session.get(url)`` is used).
+    AsyncContextSource: TypeAlias = (
+        AbstractAsyncContextManager[T] | Awaitable[AbstractAsyncContextManager[T]]
+    )
 
 
 def wrap_iter(portal: LoopThread, ait: AsyncIterable[T], prefetch: int = 0) -> Iterator[T]:

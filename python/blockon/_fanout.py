@@ -24,24 +24,28 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
+# typing is for the type checker only: CPython 3.14's asyncio no longer imports it, and at
+# run time it would add about 3 ms to `import blockon` (docs/how-it-works.md).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, Literal, TypeAlias, TypeVar, overload
+
     from ._loopthread import LoopThread
 
-T = TypeVar("T")
-A1 = TypeVar("A1")
-A2 = TypeVar("A2")
-A3 = TypeVar("A3")
+    T = TypeVar("T")
+    A1 = TypeVar("A1")
+    A2 = TypeVar("A2")
+    A3 = TypeVar("A3")
+
+    #: A child's outcome: ``(True, value)`` or ``(False, exception)``.
+    _Outcome: TypeAlias = tuple[Literal[True], Any] | tuple[Literal[False], BaseException]
 
 #: The ``limit`` of ``map()`` when none is given. ``map`` consumes its inputs lazily (an
 #: endless input must work), so it cannot start everything at once as ``gather`` does; 100 is
 #: the default connection-pool size of aiohttp and httpx, beyond which more concurrency
 #: against one service usually just queues inside the client.
 DEFAULT_MAP_LIMIT = 100
-
-#: A child's outcome: ``(True, value)`` or ``(False, exception)``.
-_Outcome = tuple[Literal[True], Any] | tuple[Literal[False], BaseException]
 
 
 # ---------------------------------------------------------------------------- shared helpers
@@ -277,22 +281,26 @@ def _awaitables(aws: tuple[object, ...], fname: str) -> list[Awaitable[Any] | No
     return list(aws)  # type: ignore[arg-type]  # checked just above
 
 
-@overload
-def gather(
-    portal: LoopThread,
-    *aws: Awaitable[T],
-    limit: int | None = None,
-    return_exceptions: Literal[False] = False,
-    timeout: float | None = None,
-) -> list[T]: ...
-@overload
-def gather(
-    portal: LoopThread,
-    *aws: Awaitable[T],
-    limit: int | None = None,
-    return_exceptions: bool,
-    timeout: float | None = None,
-) -> list[T | BaseException]: ...
+if TYPE_CHECKING:
+
+    @overload
+    def gather(
+        portal: LoopThread,
+        *aws: Awaitable[T],
+        limit: int | None = None,
+        return_exceptions: Literal[False] = False,
+        timeout: float | None = None,
+    ) -> list[T]: ...
+    @overload
+    def gather(
+        portal: LoopThread,
+        *aws: Awaitable[T],
+        limit: int | None = None,
+        return_exceptions: bool,
+        timeout: float | None = None,
+    ) -> list[T | BaseException]: ...
+
+
 def gather(
     portal: LoopThread,
     *aws: Awaitable[Any],
@@ -486,56 +494,60 @@ async def _map_async(
             await _cancel_and_drain(list(live), lambda: not live, new_waiter)
 
 
-@overload
-def map(
-    portal: LoopThread,
-    fn: Callable[[A1], Awaitable[T]],
-    iterable: Iterable[A1],
-    /,
-    *,
-    limit: int | None = None,
-    ordered: bool = True,
-    timeout: float | None = None,
-) -> Generator[T, None, None]: ...
-@overload
-def map(
-    portal: LoopThread,
-    fn: Callable[[A1, A2], Awaitable[T]],
-    iterable1: Iterable[A1],
-    iterable2: Iterable[A2],
-    /,
-    *,
-    limit: int | None = None,
-    ordered: bool = True,
-    timeout: float | None = None,
-) -> Generator[T, None, None]: ...
-@overload
-def map(
-    portal: LoopThread,
-    fn: Callable[[A1, A2, A3], Awaitable[T]],
-    iterable1: Iterable[A1],
-    iterable2: Iterable[A2],
-    iterable3: Iterable[A3],
-    /,
-    *,
-    limit: int | None = None,
-    ordered: bool = True,
-    timeout: float | None = None,
-) -> Generator[T, None, None]: ...
-@overload
-def map(
-    portal: LoopThread,
-    fn: Callable[..., Awaitable[T]],
-    iterable1: Iterable[Any],
-    iterable2: Iterable[Any],
-    iterable3: Iterable[Any],
-    iterable4: Iterable[Any],
-    /,
-    *iterables: Iterable[Any],
-    limit: int | None = None,
-    ordered: bool = True,
-    timeout: float | None = None,
-) -> Generator[T, None, None]: ...
+if TYPE_CHECKING:
+
+    @overload
+    def map(
+        portal: LoopThread,
+        fn: Callable[[A1], Awaitable[T]],
+        iterable: Iterable[A1],
+        /,
+        *,
+        limit: int | None = None,
+        ordered: bool = True,
+        timeout: float | None = None,
+    ) -> Generator[T, None, None]: ...
+    @overload
+    def map(
+        portal: LoopThread,
+        fn: Callable[[A1, A2], Awaitable[T]],
+        iterable1: Iterable[A1],
+        iterable2: Iterable[A2],
+        /,
+        *,
+        limit: int | None = None,
+        ordered: bool = True,
+        timeout: float | None = None,
+    ) -> Generator[T, None, None]: ...
+    @overload
+    def map(
+        portal: LoopThread,
+        fn: Callable[[A1, A2, A3], Awaitable[T]],
+        iterable1: Iterable[A1],
+        iterable2: Iterable[A2],
+        iterable3: Iterable[A3],
+        /,
+        *,
+        limit: int | None = None,
+        ordered: bool = True,
+        timeout: float | None = None,
+    ) -> Generator[T, None, None]: ...
+    @overload
+    def map(
+        portal: LoopThread,
+        fn: Callable[..., Awaitable[T]],
+        iterable1: Iterable[Any],
+        iterable2: Iterable[Any],
+        iterable3: Iterable[Any],
+        iterable4: Iterable[Any],
+        /,
+        *iterables: Iterable[Any],
+        limit: int | None = None,
+        ordered: bool = True,
+        timeout: float | None = None,
+    ) -> Generator[T, None, None]: ...
+
+
 def map(
     portal: LoopThread,
     fn: Callable[..., Awaitable[Any]],

@@ -18,7 +18,12 @@ import types
 from asyncio import tasks as _tasks
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, InvalidStateError
-from typing import Any
+
+# typing is for the type checker only: CPython 3.14's asyncio no longer imports it, and at
+# run time it would add about 3 ms to `import blockon` (docs/how-it-works.md).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # --------------------------------------------------------------------------- input checks
 

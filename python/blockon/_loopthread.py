@@ -20,12 +20,18 @@ import weakref
 from collections.abc import AsyncIterable, Awaitable, Callable, Generator, Iterable, Iterator
 from contextlib import AbstractContextManager as ContextManager
 from types import TracebackType
-from typing import Any, TypeVar, cast
 
 from . import _blockon, _bridges, _fanout, _sync
 
+# typing is for the type checker only: CPython 3.14's asyncio no longer imports it, and at
+# run time it would add about 3 ms to `import blockon` (docs/how-it-works.md).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
+
 _SelectorLoop = asyncio.selector_events.BaseSelectorEventLoop
-T = TypeVar("T")
 
 #: Seconds each shutdown step (cancelled tasks, async generators, executor) may take.
 SHUTDOWN_STEP_TIMEOUT = 5.0
@@ -91,7 +97,7 @@ class LoopThread(_blockon.Portal):
         in one task on the loop, so managers bound to their task (``asyncio.timeout()``,
         task groups, cancel scopes) work.
         """
-        return cast("ContextManager[T]", _bridges.wrap_context(self, acm))
+        return _bridges.wrap_context(self, acm)
 
     def enter_context(self, acm: _bridges.AsyncContextSource[T]) -> T:
         """Enter an async context manager now and return what ``__aenter__`` returned.
@@ -102,7 +108,8 @@ class LoopThread(_blockon.Portal):
         bridge, value = _bridges.enter(self, acm)
         with self._entered_lock:
             self._entered.append(bridge)
-        return cast(T, value)
+        entered: T = value
+        return entered
 
     def wrap_iter(self, ait: AsyncIterable[T], *, prefetch: int = 0) -> Iterator[T]:
         """Iterate an async iterable from sync code.
@@ -314,7 +321,9 @@ def default_loop_thread() -> LoopThread:
     Created on first use, closed at interpreter exit, started afresh in a child after
     ``os.fork()``. Its loop comes from ``asyncio.new_event_loop()``.
     """
-    return cast(LoopThread, _blockon._default_portal())
+    # The factory _register installs makes LoopThreads (typing.cast would import typing).
+    portal: LoopThread = _blockon._default_portal()  # type: ignore[assignment]
+    return portal
 
 
 def _close_all_at_exit() -> None:

@@ -28,13 +28,18 @@ import threading
 import types
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator
-from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from . import _blockon
 
-P = ParamSpec("P")
-T = TypeVar("T")
-S = TypeVar("S")
+# typing is for the type checker only: CPython 3.14's asyncio no longer imports it, and at
+# run time it would add about 3 ms to `import blockon` (docs/how-it-works.md).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, ParamSpec, TypeVar, overload
+
+    P = ParamSpec("P")
+    T = TypeVar("T")
+    S = TypeVar("S")
 
 __all__ = ["sync", "sync_default"]
 
@@ -423,7 +428,8 @@ class _Registry:
             twin_cls = _TwinMeta(cls.__name__, bases or (_TwinBase,), namespace)
         except TypeError:  # bases whose twins cannot be combined: flat twin, no mirroring
             twin_cls = _TwinMeta(cls.__name__, (_TwinBase,), namespace)
-        return cast("type[_TwinBase]", twin_cls)
+        made: type[_TwinBase] = twin_cls  # type: ignore[assignment]  # a _TwinBase subclass
+        return made
 
     def _member(self, name: str, raw: Any) -> Any:
         if isinstance(raw, staticmethod) and callable(raw.__func__):
@@ -775,24 +781,28 @@ def _registry(portal: _blockon.Portal) -> _Registry:
     return registry
 
 
-@overload
-def sync(portal: _blockon.Portal, obj: type[Any], /) -> type[Any]: ...
-@overload
-def sync(portal: _blockon.Portal, obj: types.ModuleType, /) -> Any: ...
-@overload
-def sync(
-    portal: _blockon.Portal, obj: Callable[P, AsyncGenerator[T, S]], /
-) -> Callable[P, Generator[T, S, None]]: ...
-@overload
-def sync(
-    portal: _blockon.Portal, obj: Callable[P, AsyncIterator[T]], /
-) -> Callable[P, Generator[T, Any, None]]: ...
-@overload
-def sync(portal: _blockon.Portal, obj: Callable[P, Awaitable[T]], /) -> Callable[P, T]: ...
-@overload
-def sync(portal: _blockon.Portal, obj: Callable[P, T], /) -> Callable[P, T]: ...
-@overload
-def sync(portal: _blockon.Portal, obj: Any, /) -> Any: ...
+if TYPE_CHECKING:
+
+    @overload
+    def sync(portal: _blockon.Portal, obj: type[Any], /) -> type[Any]: ...
+    @overload
+    def sync(portal: _blockon.Portal, obj: types.ModuleType, /) -> Any: ...
+    @overload
+    def sync(
+        portal: _blockon.Portal, obj: Callable[P, AsyncGenerator[T, S]], /
+    ) -> Callable[P, Generator[T, S, None]]: ...
+    @overload
+    def sync(
+        portal: _blockon.Portal, obj: Callable[P, AsyncIterator[T]], /
+    ) -> Callable[P, Generator[T, Any, None]]: ...
+    @overload
+    def sync(portal: _blockon.Portal, obj: Callable[P, Awaitable[T]], /) -> Callable[P, T]: ...
+    @overload
+    def sync(portal: _blockon.Portal, obj: Callable[P, T], /) -> Callable[P, T]: ...
+    @overload
+    def sync(portal: _blockon.Portal, obj: Any, /) -> Any: ...
+
+
 def sync(portal: _blockon.Portal, obj: Any, /) -> Any:
     """The sync twin of ``obj``, bound to the loop thread ``portal`` (as ``LoopThread.sync``:
     to that ``LoopThread``); usable as a decorator. Twins always run on that loop thread.
@@ -838,22 +848,28 @@ def sync(portal: _blockon.Portal, obj: Any, /) -> Any:
     return obj
 
 
-@overload
-def sync_default(obj: type[Any], /) -> type[Any]: ...
-@overload
-def sync_default(obj: types.ModuleType, /) -> Any: ...
-@overload
-def sync_default(
-    obj: Callable[P, AsyncGenerator[T, S]], /
-) -> Callable[P, Generator[T, S, None]]: ...
-@overload
-def sync_default(obj: Callable[P, AsyncIterator[T]], /) -> Callable[P, Generator[T, Any, None]]: ...
-@overload
-def sync_default(obj: Callable[P, Awaitable[T]], /) -> Callable[P, T]: ...
-@overload
-def sync_default(obj: Callable[P, T], /) -> Callable[P, T]: ...
-@overload
-def sync_default(obj: Any, /) -> Any: ...
+if TYPE_CHECKING:
+
+    @overload
+    def sync_default(obj: type[Any], /) -> type[Any]: ...
+    @overload
+    def sync_default(obj: types.ModuleType, /) -> Any: ...
+    @overload
+    def sync_default(
+        obj: Callable[P, AsyncGenerator[T, S]], /
+    ) -> Callable[P, Generator[T, S, None]]: ...
+    @overload
+    def sync_default(
+        obj: Callable[P, AsyncIterator[T]], /
+    ) -> Callable[P, Generator[T, Any, None]]: ...
+    @overload
+    def sync_default(obj: Callable[P, Awaitable[T]], /) -> Callable[P, T]: ...
+    @overload
+    def sync_default(obj: Callable[P, T], /) -> Callable[P, T]: ...
+    @overload
+    def sync_default(obj: Any, /) -> Any: ...
+
+
 def sync_default(obj: Any, /) -> Any:
     """``blockon.sync(obj)``: the sync twin of ``obj`` on the default loop thread; usable
     as a decorator. See :meth:`LoopThread.sync` for the rules."""

@@ -23,12 +23,17 @@ import contextlib
 import contextvars
 import threading
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
 
 from . import _blockon
 
-P = ParamSpec("P")
-R = TypeVar("R")
+# typing is for the type checker only: CPython 3.14's asyncio no longer imports it, and at
+# run time it would add about 3 ms to `import blockon` (docs/how-it-works.md).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, ParamSpec, TypeVar
+
+    P = ParamSpec("P")
+    R = TypeVar("R")
 
 
 def _at_home(
