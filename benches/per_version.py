@@ -31,7 +31,12 @@ def write_row(path: Path, m: dict[str, str], sections: Sequence[h.Section], *, q
         **m,
         "quick": quick,
         "targets": [
-            {"label": t.label, "verdict": t.verdict, "figures": t.figures}
+            {
+                "label": t.label,
+                "verdict": t.verdict,
+                "figures": t.figures,
+                "disturbed": any(n.startswith("DISTURBED") for n in s.notes),
+            }
             for s in sections
             for t in s.targets
         ],
@@ -51,7 +56,12 @@ def render(rows: Sequence[dict[str, object]]) -> str:
         cells = []
         for r in rows:
             found = [t for t in r["targets"] if t["label"] == label]  # type: ignore[attr-defined]
-            cells.append(f"{found[0]['verdict']} {found[0]['figures']}" if found else "not run")
+            if not found:
+                cells.append("not run")
+                continue
+            t = found[0]
+            mark = " (disturbed)" if t.get("disturbed") else ""
+            cells.append(f"{t['verdict']} {t['figures']}{mark}")
         table.add(label, *cells)
     runs = [
         f"- {r['python']}: {r['date']}, blockon {r['blockon']}, uvloop {r['uvloop']}; "
@@ -69,7 +79,9 @@ def render(rows: Sequence[dict[str, object]]) -> str:
             "the same machine.",
             f"Machine: {rows[0]['cpu']}, {rows[0]['cores']} cores, {rows[0]['os']}. Ratios of",
             "the thread-hopping targets are the two judged placements (same CPU, other CPU),",
-            "with blockon's own time per call in that placement in brackets.",
+            'with blockon\'s own time per call in that placement in brackets. "(disturbed)":',
+            "other processes or the hypervisor (steal time) took more than 5% of the CPUs",
+            "while that section ran, so its figures are noisier than the rest.",
             "",
             table.markdown(),
             "",
