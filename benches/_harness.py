@@ -20,11 +20,13 @@ import gc
 import itertools
 import math
 import os
+import re
 import statistics
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 Call = Callable[[], object]
 Batch = Callable[[int], None]
@@ -429,6 +431,22 @@ class Table:
             return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
         return "\n".join([line(self.headers), "|" + "|".join(sep) + "|", *map(line, self.rows)])
+
+
+def replace_block(path: Path, begin: str, end: str, text: str, *, before: str = "") -> None:
+    """Put ``text`` (which starts with ``begin`` and ends with ``end``) in place of the
+    ``begin``...``end`` block of the file at ``path``; where there is none yet, just before
+    the line starting with ``before``, or at the end."""
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.S)
+    if pattern.search(old):
+        new = pattern.sub(lambda _m: text, old, count=1)
+    elif before and before in old:
+        at = old.index(before)
+        new = old[:at] + text + "\n" + old[at:]
+    else:
+        new = old.rstrip("\n") + "\n\n" + text
+    path.write_text(new)
 
 
 @dataclass

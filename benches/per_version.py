@@ -13,7 +13,6 @@ machine's own CPython is the Results section, written by ``run_all.py --write``.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,16 +51,16 @@ def render(rows: Sequence[dict[str, object]]) -> str:
             if t["label"] not in labels:
                 labels.append(t["label"])
     table = h.Table(["target", *(str(r["python"]) for r in rows)], align="l" * (len(rows) + 1))
+    by_label = [{t["label"]: t for t in r["targets"]} for r in rows]  # type: ignore[attr-defined]
     for label in labels:
         cells = []
-        for r in rows:
-            found = [t for t in r["targets"] if t["label"] == label]  # type: ignore[attr-defined]
-            if not found:
+        for targets in by_label:
+            t = targets.get(label)
+            if t is None:
                 cells.append("not run")
-                continue
-            t = found[0]
-            mark = " (disturbed)" if t.get("disturbed") else ""
-            cells.append(f"{t['verdict']} {t['figures']}{mark}")
+            else:
+                mark = " (disturbed)" if t.get("disturbed") else ""
+                cells.append(f"{t['verdict']} {t['figures']}{mark}")
         table.add(label, *cells)
     runs = [
         f"- {r['python']}: {r['date']}, blockon {r['blockon']}, uvloop {r['uvloop']}; "
@@ -97,15 +96,7 @@ def main(argv: Sequence[str]) -> int:
         print("usage: python benches/per_version.py ROW.json [ROW.json ...]", file=sys.stderr)
         return 2
     rows = [json.loads(Path(a).read_text()) for a in argv]
-    text = render(rows) + "\n"
-    old = DOC.read_text()
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.S)
-    if pattern.search(old):
-        new = pattern.sub(lambda _m: text, old, count=1)
-    else:  # first time: just before the Results section
-        results = old.index("<!-- BEGIN RESULTS")
-        new = old[:results] + text + "\n" + old[results:]
-    DOC.write_text(new)
+    h.replace_block(DOC, BEGIN, END, render(rows) + "\n", before="<!-- BEGIN RESULTS")
     print(f"wrote {DOC.relative_to(ROOT)}")
     return 0
 

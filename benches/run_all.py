@@ -17,7 +17,6 @@ import argparse
 import datetime as dt
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -145,16 +144,6 @@ def render_markdown(
     return "\n".join(out) + "\n"
 
 
-def write_doc(text: str) -> None:
-    old = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.S)
-    if pattern.search(old):
-        new = pattern.sub(lambda _m: text, old, count=1)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    DOC.write_text(new)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description="Run blockon's benchmarks side by side.")
     ap.add_argument("--quick", action="store_true", help="a fast smoke run (not for --write)")
@@ -225,7 +214,7 @@ def main() -> int:
         per_version.write_row(Path(args.row_json), m, sections, quick=cfg.quick)
         print(f"wrote {args.row_json}")
     if args.write:
-        write_doc(render_markdown(m, sections, cfg, secs))
+        h.replace_block(DOC, BEGIN, END, render_markdown(m, sections, cfg, secs))
         print(f"wrote {DOC.relative_to(ROOT)}")
         why = _chart.write_chart(sections, CHART)
         print(why or f"wrote {CHART.relative_to(ROOT)}")

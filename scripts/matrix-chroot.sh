@@ -4,7 +4,7 @@
 # version's source package cannot be downloaded (the mirror this project reaches serves the
 # binary packages of 3.14 and 3.15 but answers 404 for their sources). The interpreter then
 # runs on the glibc it was built for, which Debian 12's is too old to host.
-#   scripts/matrix-chroot.sh VERSION WHEEL      prints "pytest's summary|notes|exact version"
+#   scripts/matrix-chroot.sh VERSION WHEEL      prints what scripts/matrix-run.sh prints
 #   MATRIX_MODE=bench scripts/matrix-chroot.sh VERSION WHEEL
 #       runs benches/run_all.py instead; its row file lands in the cache as bench-VERSION.json
 # Needs root (debootstrap, chroot, bind mounts), as on the project's machines.
@@ -34,23 +34,13 @@ venv=/opt/venv-$version
 [ -x "$root$venv/bin/python" ] || chroot "$root" "python$version" -m venv "$venv"
 work=/opt/work-$version
 rm -rf "$root$work" && mkdir -p "$root$work"
-cp -r tests benches pyproject.toml docs examples "$root$work"/
+cp -r tests benches scripts pyproject.toml docs examples "$root$work"/
 cp "$wheel" "$root$work"/
-inside() { chroot "$root" env -C "$work" HOME=/root BLOCKON_GIT_REV="${BLOCKON_GIT_REV:-}" "$@"; }
-inside "$venv/bin/python" -m pip install -q -U pip >&2
-inside "$venv/bin/python" -m pip install -q --force-reinstall --no-deps "$work/$(basename "$wheel")" >&2
-missing=()
-for dep in ${MATRIX_DEPS:?}; do
-  inside "$venv/bin/python" -m pip install -q "$dep" >/dev/null 2>&1 || missing+=("$dep")
-done
-gil=$(inside "$venv/bin/python" -c 'import sys, blockon; print(getattr(sys, "_is_gil_enabled", lambda: True)())')
+inside() { chroot "$root" env -C "$work" HOME=/root BLOCKON_GIT_REV="${BLOCKON_GIT_REV:-}" \
+  MATRIX_MODE="${MATRIX_MODE:-test}" MATRIX_DEPS="${MATRIX_DEPS:?}" "$@"; }
+inside bash scripts/matrix-run.sh "$venv/bin/python" "$work/$(basename "$wheel")"
 if [ "${MATRIX_MODE:-test}" = bench ]; then
-  inside "$venv/bin/python" benches/run_all.py --row-json "$work/row.json" >&2
   cp "$root$work/row.json" "$cache/bench-$version.json"
-  echo "$cache/bench-$version.json"
-  exit 0
+else
+  cp "$root$work/pytest.log" "$cache/pytest-$version-chroot.log"
 fi
-summary=$(inside "$venv/bin/python" -m pytest tests -q -p no:randomly 2>&1 | tee "$cache/pytest-$version-chroot.log" \
-  | grep -E "^=* ?[0-9]+ (passed|failed|error)" | tail -n 1 | tr -d '=' | sed 's/^ *//' || true)
-exact=$(inside "$venv/bin/python" -c 'import platform; print(platform.python_version())')
-echo "${summary:-pytest did not finish}|GIL after import: $gil${missing[*]:+; not installable: ${missing[*]}}|$exact"

@@ -80,25 +80,16 @@ for target in "${targets[@]}"; do
       || grep -m1 "error:" "$cache/build-blockon-$target.log")
     rows+=("| $target | not tested: building blockon failed: ${why:-see $cache/build-blockon-$target.log} | |"); continue
   fi
-  "$venv/bin/python" -m pip install -q --force-reinstall --no-deps "$cache/wheels-$target"/*.whl >&2
-  missing=()
-  for dep in "${deps[@]}"; do
-    "$venv/bin/python" -m pip install -q "$dep" >/dev/null 2>&1 || missing+=("$dep")
-  done
-  gil=$("$venv/bin/python" -c 'import sys, blockon; print(getattr(sys, "_is_gil_enabled", lambda: True)())')
-  exact=$("$venv/bin/python" -c 'import platform; print(platform.python_version())')
   # Run from a copy, so `import blockon` is the installed wheel, not ./python.
   work=$(mktemp -d)
-  cp -r tests benches pyproject.toml docs examples "$work"/
+  cp -r tests benches scripts pyproject.toml docs examples "$work"/
+  out=$(cd "$work" && MATRIX_MODE=$mode MATRIX_DEPS="${deps[*]}" \
+    bash scripts/matrix-run.sh "$venv/bin/python" "$cache/wheels-$target"/*.whl)
   if [ $mode = bench ]; then
-    (cd "$work" && "$venv/bin/python" benches/run_all.py --row-json "$cache/bench-$target.json" >&2) \
-      && row_files+=("$cache/bench-$target.json")
+    cp "$work/row.json" "$cache/bench-$target.json" && row_files+=("$cache/bench-$target.json")
   else
-    summary=$(cd "$work" && "$venv/bin/python" -m pytest tests -q -p no:randomly 2>&1 \
-      | tee "$cache/pytest-$target.log" \
-      | grep -E "^=* ?[0-9]+ (passed|failed|error)" | tail -n 1 | tr -d '=' | sed 's/^ *//')
-    note=${missing[*]:-}
-    rows+=("| $target | ${summary:-pytest did not finish} | $exact; GIL after import: $gil${note:+; not installable: $note} |")
+    cp "$work/pytest.log" "$cache/pytest-$target.log"
+    rows+=("| $target | ${out%%|*} | ${out##*|}; $(cut -d'|' -f2 <<< "$out") |")
   fi
   rm -rf "$work"
 done
