@@ -16,10 +16,10 @@ use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use crate::calls::{self, deliver, post};
+use crate::blocking::{self, deliver, post};
 use crate::completion::{lock, Call};
 use crate::lifecycle::{Job, SessionJob};
-use crate::portal::Portal;
+use crate::loop_thread::LoopThreadBase;
 use crate::prefetch::{Item, Prefetch, Take};
 use crate::py::cached;
 use crate::reentry::drive_nested;
@@ -29,7 +29,7 @@ use crate::waiter::{self, SIGNAL_CHECK};
 /// Runs one step on `session` and waits for its outcome (or drives it, on its own loop).
 fn step(
     py: Python<'_>,
-    portal: &Bound<'_, Portal>,
+    portal: &Bound<'_, LoopThreadBase>,
     session: &Py<Session>,
     op: Op,
     context: Option<Py<PyAny>>,
@@ -60,7 +60,7 @@ fn step(
     }
     let blocked = (!running.is_none()).then_some(running);
     let cancel = |py: Python<'_>| Job::CancelStep(session.clone_ref(py), Arc::clone(&call));
-    calls::through_inbox(
+    blocking::through_inbox(
         py,
         &core,
         job,
@@ -71,8 +71,8 @@ fn step(
 }
 
 /// Creates a session on `portal`'s loop thread.
-fn open_session(portal: &Bound<'_, Portal>) -> PyResult<Py<Session>> {
-    let core = Portal::core(portal)?;
+fn open_session(portal: &Bound<'_, LoopThreadBase>) -> PyResult<Py<Session>> {
+    let core = LoopThreadBase::core(portal)?;
     Py::new(portal.py(), Session::new(core))
 }
 
@@ -112,7 +112,7 @@ struct IterState {
 /// A sync iterator over an async iterable, made by `wrap_iter`.
 #[pyclass(frozen, module = "blockon._blockon")]
 pub struct IterBridge {
-    portal: Py<Portal>,
+    portal: Py<LoopThreadBase>,
     source: Py<PyAny>,
     prefetch: usize,
     state: Mutex<IterState>,
@@ -357,7 +357,7 @@ impl IterBridge {
 impl IterBridge {
     #[new]
     #[pyo3(signature = (portal, source, prefetch=0))]
-    fn new(portal: Py<Portal>, source: Py<PyAny>, prefetch: usize) -> Self {
+    fn new(portal: Py<LoopThreadBase>, source: Py<PyAny>, prefetch: usize) -> Self {
         Self {
             portal,
             source,
@@ -473,7 +473,7 @@ impl Drop for IterBridge {
 /// A sync context manager over an async one, made by `wrap_context`.
 #[pyclass(frozen, module = "blockon._blockon")]
 pub struct ContextBridge {
-    portal: Py<Portal>,
+    portal: Py<LoopThreadBase>,
     source: Mutex<Option<Py<PyAny>>>,
     session: Mutex<Option<Py<Session>>>,
 }
@@ -481,7 +481,7 @@ pub struct ContextBridge {
 #[pymethods]
 impl ContextBridge {
     #[new]
-    fn new(portal: Py<Portal>, source: Py<PyAny>) -> Self {
+    fn new(portal: Py<LoopThreadBase>, source: Py<PyAny>) -> Self {
         Self {
             portal,
             source: Mutex::new(Some(source)),

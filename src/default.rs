@@ -8,10 +8,10 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
-use crate::portal::{self, Portal};
+use crate::loop_thread::{self, LoopThreadBase};
 
 static FACTORY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-static DEFAULT: PyOnceLock<Py<Portal>> = PyOnceLock::new();
+static DEFAULT: PyOnceLock<Py<LoopThreadBase>> = PyOnceLock::new();
 
 /// Registers the class the default loop thread is made from (once, at import).
 #[pyfunction]
@@ -20,19 +20,19 @@ pub fn _set_default_factory(py: Python<'_>, factory: Py<PyAny>) {
 }
 
 /// The default loop thread (created, not started, on first use).
-pub fn default_portal(py: Python<'_>) -> PyResult<&Py<Portal>> {
+pub fn default_loop_thread(py: Python<'_>) -> PyResult<&Py<LoopThreadBase>> {
     DEFAULT.get_or_try_init(py, || {
         let factory = FACTORY
             .get(py)
             .ok_or_else(|| PyRuntimeError::new_err("import blockon, not blockon._blockon"))?;
-        Ok(factory.bind(py).call0()?.cast_into::<Portal>()?.unbind())
+        Ok(factory.bind(py).call0()?.cast_into::<LoopThreadBase>()?.unbind())
     })
 }
 
-/// Python's way to [`default_portal`].
+/// Python's way to [`default_loop_thread`].
 #[pyfunction]
-pub fn _default_portal(py: Python<'_>) -> PyResult<Py<Portal>> {
-    default_portal(py).map(|p| p.clone_ref(py))
+pub fn _default_loop_thread(py: Python<'_>) -> PyResult<Py<LoopThreadBase>> {
+    default_loop_thread(py).map(|p| p.clone_ref(py))
 }
 
 /// Run one awaitable and return its result, from synchronous code anywhere.
@@ -53,14 +53,14 @@ pub fn run(
     nest: bool,
     r#loop: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Py<PyAny>> {
-    let portal = match default_portal(py) {
+    let portal = match default_loop_thread(py) {
         Ok(portal) => portal.bind(py),
         Err(err) => {
             crate::awaitable::discard(aw);
             return Err(err);
         }
     };
-    portal::run(portal, aw, timeout, nest, r#loop, true)
+    loop_thread::run(portal, aw, timeout, nest, r#loop, true)
 }
 
 /// Start one awaitable on the default loop thread now; return a
@@ -68,5 +68,5 @@ pub fn run(
 #[pyfunction]
 #[pyo3(signature = (aw, /))]
 pub fn submit(py: Python<'_>, aw: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-    portal::submit(default_portal(py)?.bind(py), aw)
+    loop_thread::submit(default_loop_thread(py)?.bind(py), aw)
 }

@@ -14,15 +14,15 @@ use pyo3::prelude::*;
 
 pub mod awaitable;
 pub mod bridge;
-pub mod calls;
+pub mod blocking;
 pub mod completion;
 pub mod default;
 pub mod driver;
-pub mod home;
-pub mod hot;
+pub mod to_thread_home;
+pub mod selector;
 pub mod inbox;
 pub mod lifecycle;
-pub mod portal;
+pub mod loop_thread;
 pub mod prefetch;
 pub mod py;
 pub mod reentry;
@@ -36,19 +36,19 @@ pub mod waiter;
 // builds").
 #[pymodule(gil_used = false)]
 fn _blockon(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<portal::Portal>()?;
+    m.add_class::<loop_thread::LoopThreadBase>()?;
     m.add_class::<driver::Driver>()?;
-    m.add_class::<hot::HotSelector>()?;
+    m.add_class::<selector::HotSelector>()?;
     m.add_class::<session::Session>()?;
     m.add_class::<bridge::IterBridge>()?;
     m.add_class::<bridge::ContextBridge>()?;
     m.add_function(wrap_pyfunction!(default::run, m)?)?;
     m.add_function(wrap_pyfunction!(default::submit, m)?)?;
-    m.add_function(wrap_pyfunction!(default::_default_portal, m)?)?;
+    m.add_function(wrap_pyfunction!(default::_default_loop_thread, m)?)?;
     m.add_function(wrap_pyfunction!(default::_set_default_factory, m)?)?;
     m.add_function(wrap_pyfunction!(lifecycle::_after_fork_in_child, m)?)?;
-    m.add_function(wrap_pyfunction!(calls::_spawn_here, m)?)?;
-    m.add_function(wrap_pyfunction!(home::_set_home_loop, m)?)?;
-    m.add_function(wrap_pyfunction!(home::_interpreter_exiting, m)?)?;
+    m.add_function(wrap_pyfunction!(blocking::_spawn_here, m)?)?;
+    m.add_function(wrap_pyfunction!(to_thread_home::_set_home_loop, m)?)?;
+    m.add_function(wrap_pyfunction!(to_thread_home::_interpreter_exiting, m)?)?;
     Ok(())
 }

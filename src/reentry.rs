@@ -14,7 +14,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyCFunction;
 
-use crate::calls::{deliver, spawn_task, timed_out};
+use crate::blocking::{deliver, spawn_task, timed_out};
 use crate::completion::{Call, Outcome};
 use crate::driver::{Driver, Target};
 use crate::py::cached;

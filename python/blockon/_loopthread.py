@@ -1,6 +1,6 @@
 """``LoopThread``: a thread running one asyncio event loop, and the process's default one.
 
-The native base class (``_blockon.Portal``) holds the engine: the state machine, the inbox,
+The native base class (``_blockon.LoopThreadBase``) holds the engine: the state machine, the inbox,
 ``run`` and ``submit``. This class supplies the thread itself and the part of its life that
 is a sequence of asyncio calls: making the loop, and shutting it down the way
 ``asyncio.run`` does (cancel leftover tasks, finalize async generators, shut the default
@@ -41,7 +41,7 @@ EXIT_TIMEOUT = 10.0
 _live: weakref.WeakSet[LoopThread] = weakref.WeakSet()
 
 
-class LoopThread(_blockon.Portal):
+class LoopThread(_blockon.LoopThreadBase):
     """A thread running one asyncio event loop, started lazily on first use.
 
     Safe to use from any number of threads at once. Closed by ``close()``, by leaving a
@@ -248,7 +248,7 @@ class LoopThread(_blockon.Portal):
             fd = self._attach(loop)
             if isinstance(loop, _SelectorLoop):
                 # A stdlib loop: it drains the inbox from its selector, and spins briefly
-                # before it sleeps (see hot.rs).
+                # before it sleeps (see selector.rs).
                 loop.add_reader(fd, self._drain)
                 loop._selector = self._hot_selector(loop._selector)  # type: ignore[attr-defined]
             else:
@@ -322,7 +322,7 @@ def default_loop_thread() -> LoopThread:
     ``os.fork()``. Its loop comes from ``asyncio.new_event_loop()``.
     """
     # The factory _register installs makes LoopThreads (typing.cast would import typing).
-    portal: LoopThread = _blockon._default_portal()  # type: ignore[assignment]
+    portal: LoopThread = _blockon._default_loop_thread()  # type: ignore[assignment]
     return portal
 
 

@@ -211,7 +211,9 @@ class _TwinFunction:
     #: Each kind of twin defines how a call runs.
     __call__: Callable[..., Any]
 
-    def __init__(self, fn: Any, portal: _blockon.Portal, adopt: Callable[..., Any] | None) -> None:
+    def __init__(
+        self, fn: Any, portal: _blockon.LoopThreadBase, adopt: Callable[..., Any] | None
+    ) -> None:
         self._fn = fn
         self._portal = portal
         self._run = portal.run
@@ -303,7 +305,7 @@ class _Registry:
     """Per loop thread: its twin classes (one per wrapped class) and its live twins (one
     per wrapped object, held weakly, so a twin lives as long as someone uses it)."""
 
-    def __init__(self, portal: _blockon.Portal) -> None:
+    def __init__(self, portal: _blockon.LoopThreadBase) -> None:
         self.portal = portal
         self.lock = threading.RLock()
         # A twin class holds its wrapped class, so an entry here lives as long as this
@@ -768,7 +770,7 @@ _TWINS = (_TwinBase, _ModuleTwin)
 _registries_lock = threading.Lock()
 
 
-def _registry(portal: _blockon.Portal) -> _Registry:
+def _registry(portal: _blockon.LoopThreadBase) -> _Registry:
     registry: _Registry | None = getattr(portal, "_blockon_sync_registry", None)
     if registry is None:
         with _registries_lock:
@@ -784,26 +786,28 @@ def _registry(portal: _blockon.Portal) -> _Registry:
 if TYPE_CHECKING:
 
     @overload
-    def sync(portal: _blockon.Portal, obj: type[Any], /) -> type[Any]: ...
+    def sync(portal: _blockon.LoopThreadBase, obj: type[Any], /) -> type[Any]: ...
     @overload
-    def sync(portal: _blockon.Portal, obj: types.ModuleType, /) -> Any: ...
+    def sync(portal: _blockon.LoopThreadBase, obj: types.ModuleType, /) -> Any: ...
     @overload
     def sync(
-        portal: _blockon.Portal, obj: Callable[P, AsyncGenerator[T, S]], /
+        portal: _blockon.LoopThreadBase, obj: Callable[P, AsyncGenerator[T, S]], /
     ) -> Callable[P, Generator[T, S, None]]: ...
     @overload
     def sync(
-        portal: _blockon.Portal, obj: Callable[P, AsyncIterator[T]], /
+        portal: _blockon.LoopThreadBase, obj: Callable[P, AsyncIterator[T]], /
     ) -> Callable[P, Generator[T, Any, None]]: ...
     @overload
-    def sync(portal: _blockon.Portal, obj: Callable[P, Awaitable[T]], /) -> Callable[P, T]: ...
+    def sync(
+        portal: _blockon.LoopThreadBase, obj: Callable[P, Awaitable[T]], /
+    ) -> Callable[P, T]: ...
     @overload
-    def sync(portal: _blockon.Portal, obj: Callable[P, T], /) -> Callable[P, T]: ...
+    def sync(portal: _blockon.LoopThreadBase, obj: Callable[P, T], /) -> Callable[P, T]: ...
     @overload
-    def sync(portal: _blockon.Portal, obj: Any, /) -> Any: ...
+    def sync(portal: _blockon.LoopThreadBase, obj: Any, /) -> Any: ...
 
 
-def sync(portal: _blockon.Portal, obj: Any, /) -> Any:
+def sync(portal: _blockon.LoopThreadBase, obj: Any, /) -> Any:
     """The sync twin of ``obj``, bound to the loop thread ``portal`` (as ``LoopThread.sync``:
     to that ``LoopThread``); usable as a decorator. Twins always run on that loop thread.
 
@@ -873,7 +877,7 @@ if TYPE_CHECKING:
 def sync_default(obj: Any, /) -> Any:
     """``blockon.sync(obj)``: the sync twin of ``obj`` on the default loop thread; usable
     as a decorator. See :meth:`LoopThread.sync` for the rules."""
-    return sync(_blockon._default_portal(), obj)
+    return sync(_blockon._default_loop_thread(), obj)
 
 
 # Published as ``blockon.sync``.

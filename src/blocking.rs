@@ -338,7 +338,7 @@ fn wait(
                             Err(raised) => raised,
                         }
                     }
-                    _ if crate::home::worker_must_stop(py) => PyRuntimeError::new_err(
+                    _ if crate::to_thread_home::worker_must_stop(py) => PyRuntimeError::new_err(
                         "the interpreter is exiting: this to_thread worker stopped waiting, \
                          and the awaitable was cancelled",
                     ),

@@ -1,4 +1,4 @@
-//! `Portal`, the native base class of `blockon.LoopThread`: the entry points every call goes
+//! `LoopThreadBase`, the native base class of `blockon.LoopThread`: the entry points every call goes
 //! through (`run`, `submit`), routing by where the caller stands (SPEC section 2), and the
 //! hooks the Python thread body uses to attach its loop, take work, and report that it
 //! started or stopped.
@@ -15,11 +15,11 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use crate::awaitable::{discard, parse_timeout, prepare};
-use crate::calls::{self, spawn_task, Waiting};
+use crate::blocking::{self, spawn_task, Waiting};
 use crate::completion::{lock, Outcome};
 use crate::driver::{Driver, Target};
-use crate::home::home_loop;
-use crate::hot::HotSelector;
+use crate::to_thread_home::home_loop;
+use crate::selector::HotSelector;
 use crate::lifecycle::{closed_error, CloseStep, Core, Job, Lifecycle, SessionJob};
 use crate::py::cached;
 use crate::reentry::run_nested;
@@ -29,7 +29,7 @@ use crate::waiter;
 /// The engine half of a loop thread. Subclassed by `blockon.LoopThread`, which supplies the
 /// thread (`_spawn`) and the Python API around it.
 #[pyclass(subclass, frozen, module = "blockon._blockon")]
-pub struct Portal {
+pub struct LoopThreadBase {
     life: Lifecycle,
     blocked_warning: Mutex<Option<f64>>,
     cancel_grace: Mutex<f64>,
@@ -53,7 +53,7 @@ fn seconds(value: &Bound<'_, PyAny>, what: &str) -> PyResult<f64> {
     Ok(seconds)
 }
 
-impl Portal {
+impl LoopThreadBase {
     /// Runs every queued job on the loop thread.
     fn drain(&self, py: Python<'_>) {
         let Some(core) = self.life.attached() else {
@@ -150,7 +150,7 @@ impl Portal {
 /// `run` for a portal; `follow_home` is true for the module-level `blockon.run`, which runs
 /// in a `to_thread` worker's home loop (SPEC section 2's precedence).
 pub fn run(
-    slf: &Bound<'_, Portal>,
+    slf: &Bound<'_, LoopThreadBase>,
     aw: &Bound<'_, PyAny>,
     timeout: Option<&Bound<'_, PyAny>>,
     nest: bool,
@@ -181,7 +181,7 @@ pub fn run(
         if running.as_ref().is_some_and(|r| r.is(target)) {
             return run_nested(target, coro, timeout, portal.grace());
         }
-        return calls::on_loop(py, target, coro, &portal.waiting(timeout, None));
+        return blocking::on_loop(py, target, coro, &portal.waiting(timeout, None));
     }
     if let Some(running) = running {
         let own = portal
@@ -191,36 +191,36 @@ pub fn run(
         if nest || own {
             return run_nested(&running, coro, timeout, portal.grace());
         }
-        let core = match Portal::core(slf) {
+        let core = match LoopThreadBase::core(slf) {
             Ok(core) => core,
             Err(err) => {
                 discard(&coro);
                 return Err(err);
             }
         };
-        return calls::on_core(py, &core, coro, &portal.waiting(timeout, Some(running)));
+        return blocking::on_core(py, &core, coro, &portal.waiting(timeout, Some(running)));
     }
     if follow_home {
         if let Some(home) = home_loop(py) {
-            return calls::on_loop(py, &home, coro, &portal.waiting(timeout, None));
+            return blocking::on_loop(py, &home, coro, &portal.waiting(timeout, None));
         }
     }
-    let core = match Portal::core(slf) {
+    let core = match LoopThreadBase::core(slf) {
         Ok(core) => core,
         Err(err) => {
             discard(&coro);
             return Err(err);
         }
     };
-    calls::on_core(py, &core, coro, &portal.waiting(timeout, None))
+    blocking::on_core(py, &core, coro, &portal.waiting(timeout, None))
 }
 
 /// `submit` for a portal: starts `aw` now, returns a `concurrent.futures.Future`.
-pub fn submit(slf: &Bound<'_, Portal>, aw: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+pub fn submit(slf: &Bound<'_, LoopThreadBase>, aw: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
     let py = slf.py();
     let c = cached(py)?;
     let coro = prepare(aw, "submit")?;
-    let core = match Portal::core(slf) {
+    let core = match LoopThreadBase::core(slf) {
         Ok(core) => core,
         Err(err) => {
             discard(&coro);
@@ -236,7 +236,7 @@ pub fn submit(slf: &Bound<'_, Portal>, aw: &Bound<'_, PyAny>) -> PyResult<Py<PyA
         context,
         link: Some(link),
     };
-    if calls::post(py, &core, job) {
+    if blocking::post(py, &core, job) {
         Ok(future)
     } else {
         Err(closed_error())
@@ -244,7 +244,7 @@ pub fn submit(slf: &Bound<'_, Portal>, aw: &Bound<'_, PyAny>) -> PyResult<Py<PyA
 }
 
 #[pymethods]
-impl Portal {
+impl LoopThreadBase {
     #[new]
     #[pyo3(signature = (*_args, **_kwargs))]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
@@ -360,7 +360,7 @@ impl Portal {
             return Ok(false);
         };
         let drain = slf.getattr(intern!(slf.py(), "_drain"))?;
-        crate::hot::pulse(slf.py(), &core, &drain)
+        crate::selector::pulse(slf.py(), &core, &drain)
     }
 
     /// Loop thread: ready for work.
