@@ -5,35 +5,95 @@
 //! Two kinds of loop take work: a blockon loop thread, through its inbox (one wake-up per
 //! batch, woken after the GIL is released), and any other running loop, through
 //! `call_soon_threadsafe` (the `loop=` argument and `to_thread` workers). Both settle the
-//! same [`Call`], so waiting, timeouts and cancellation are written once, here.
+//! same [`Call`], so waiting, timeouts and cancellation are written once, here; so are the
+//! messages a waiting caller gets (the blocked-loop warning, the notice that Ctrl-C is
+//! waiting for a cleanup).
 
 use std::ffi::CString;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use pyo3::exceptions::{PyRuntimeError, PyRuntimeWarning, PyTimeoutError};
+use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PyRuntimeWarning, PyTimeoutError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
 
 use crate::completion::{Call, Outcome};
 use crate::driver::{Driver, Target};
-use crate::lifecycle::{closed_error, Core, Job};
-use crate::py::cached;
+use crate::job::Job;
+use crate::lifecycle::{closed_error, Core};
+use crate::py::{cached, qualname, type_name};
+use crate::timeout::deadline_after;
 use crate::waiter::{self, Wake, SIGNAL_CHECK};
 
+/// The public call a caller is in, as messages name it, and what to do instead of blocking
+/// a running event loop with it.
+#[derive(Clone, Copy)]
+pub(crate) struct Api {
+    pub(crate) name: &'static str,
+    instead: &'static str,
+    /// In a `to_thread` worker, the call runs on the worker's home loop (only the
+    /// module-level `blockon.run()`: a method names its loop thread).
+    pub(crate) follows_home: bool,
+}
+
+const RUN_INSTEAD: &str = "Pass nest=True to run the awaitable on the running loop itself, \
+                           or await it directly.";
+
+impl Api {
+    /// `blockon.run()`, the module-level function.
+    pub(crate) const RUN: Api = Api {
+        name: "blockon.run()",
+        instead: RUN_INSTEAD,
+        follows_home: true,
+    };
+    /// `LoopThread.run()`, the method.
+    pub(crate) const LOOP_THREAD_RUN: Api = Api {
+        name: "LoopThread.run()",
+        instead: RUN_INSTEAD,
+        follows_home: false,
+    };
+    /// `next()` on what `wrap_iter` returned.
+    pub(crate) const ITER_NEXT: Api = Api {
+        name: "next() on a blockon.wrap_iter() iterator",
+        instead: "Iterate the async iterable with `async for` instead.",
+        follows_home: false,
+    };
+    /// Closing what `wrap_iter` returned.
+    pub(crate) const ITER_CLOSE: Api = Api {
+        name: "close() of a blockon.wrap_iter() iterator",
+        instead: "Iterate the async iterable with `async for` instead.",
+        follows_home: false,
+    };
+    /// Entering what `wrap_context` returned.
+    pub(crate) const CONTEXT_ENTER: Api = Api {
+        name: "entering a blockon.wrap_context() manager",
+        instead: "Use `async with` on the async context manager instead.",
+        follows_home: false,
+    };
+    /// Exiting what `wrap_context` returned.
+    pub(crate) const CONTEXT_EXIT: Api = Api {
+        name: "exiting a blockon.wrap_context() manager",
+        instead: "Use `async with` on the async context manager instead.",
+        follows_home: false,
+    };
+}
+
 /// How a blocking call waits.
-pub struct Waiting<'py> {
+pub(crate) struct Waiting<'py> {
+    /// The public call, for messages.
+    pub(crate) api: Api,
+    /// What runs (the awaitable, or a bridge's async iterator or manager), for messages.
+    pub(crate) what: Bound<'py, PyAny>,
     /// `timeout=` in seconds.
-    pub timeout: Option<f64>,
+    pub(crate) timeout: Option<f64>,
     /// How long Ctrl-C waits for the cancelled awaitable's cleanup.
-    pub grace: f64,
+    pub(crate) grace: f64,
     /// Warn once after this many seconds that this running loop is blocked.
-    pub blocked: Option<(f64, Bound<'py, PyAny>)>,
+    pub(crate) blocked: Option<(f64, Bound<'py, PyAny>)>,
     /// The caller's own task (on the loop it blocks) and its cancellation count when the call
     /// began: if it is cancelled meanwhile (asyncio's Ctrl-C handler cancels the main task),
     /// the call ends with `CancelledError`, as an `await` would.
-    pub caller_task: Option<(Bound<'py, PyAny>, usize)>,
+    pub(crate) caller_task: Option<(Bound<'py, PyAny>, usize)>,
 }
 
 impl Waiting<'_> {
@@ -48,96 +108,8 @@ impl Waiting<'_> {
     }
 }
 
-/// Starts a task for `driver` on `event_loop` (which must be running in this thread) in
-/// `context` (default: a copy of the current one), and remembers it for cancellation.
-pub fn spawn_task(
-    event_loop: &Bound<'_, PyAny>,
-    driver: &Bound<'_, Driver>,
-    context: Option<&Bound<'_, PyAny>>,
-    link: Option<&Bound<'_, PyAny>>,
-) -> PyResult<()> {
-    let py = event_loop.py();
-    let kwargs = PyDict::new(py);
-    if let Some(context) = context {
-        kwargs.set_item(intern!(py, "context"), context)?;
-    }
-    let ready = event_loop.getattr_opt(intern!(py, "_ready"))?;
-    let before = ready.as_ref().map_or(Ok(0), PyAnyMethods::len)?;
-    let task = event_loop.call_method(intern!(py, "create_task"), (driver,), Some(&kwargs))?;
-    if let Some(link) = link {
-        cached(py)?
-            .attach_task
-            .call1(py, (link, event_loop, &task))?;
-    }
-    // `create_task` queued the task's own first step last in the ready queue, if the queue
-    // grew by exactly one: that step is held back while the eager step runs.
-    let held = match ready {
-        Some(ready) if ready.len()? == before + 1 => Some(ready),
-        _ => None,
-    };
-    start_eagerly(event_loop, &task, driver, context, held)?;
-    if let Some(call) = driver.get().call() {
-        if !driver.get().is_finished() {
-            call.set_task(&task)?;
-        }
-    }
-    Ok(())
-}
-
-/// Runs the task's first step now, inside the task (it is the current task meanwhile, and
-/// its context is entered), as Python 3.12's eager tasks do: work that never suspends
-/// finishes without waiting for another turn of the loop. The task's own first step then
-/// takes over where this one stopped.
-///
-/// That own first step is held back (taken out of `ready` and put back after): sync code in
-/// the eager step may run the loop re-entrantly, which must not step this same task a second
-/// time. Loops without a visible ready queue (uvloop) cannot be re-entered at all.
-///
-/// Skipped where asyncio lacks the task-switching functions (the task then simply runs on
-/// the loop's next turn).
-fn start_eagerly(
-    event_loop: &Bound<'_, PyAny>,
-    task: &Bound<'_, PyAny>,
-    driver: &Bound<'_, Driver>,
-    context: Option<&Bound<'_, PyAny>>,
-    ready: Option<Bound<'_, PyAny>>,
-) -> PyResult<()> {
-    let py = event_loop.py();
-    let c = cached(py)?;
-    let (Some(enter), Some(leave)) = (&c.enter_task, &c.leave_task) else {
-        return Ok(());
-    };
-    let (enter, leave) = (enter.bind(py), leave.bind(py));
-    let held = ready
-        .map(|ready| {
-            ready
-                .call_method0(intern!(py, "pop"))
-                .map(|handle| (ready, handle))
-        })
-        .transpose()?;
-    let outer = c.current_task.bind(py).call1((event_loop,))?;
-    let nested = !outer.is_none();
-    if nested {
-        leave.call1((event_loop, &outer))?;
-    }
-    enter.call1((event_loop, task))?;
-    let eager = driver.getattr(intern!(py, "_eager"))?;
-    let stepped = match context {
-        Some(context) => context.call_method1(intern!(py, "run"), (eager,)).map(drop),
-        None => eager.call0().map(drop),
-    };
-    leave.call1((event_loop, task))?;
-    if nested {
-        enter.call1((event_loop, &outer))?;
-    }
-    if let Some((ready, handle)) = held {
-        ready.call_method1(intern!(py, "append"), (handle,))?;
-    }
-    stepped
-}
-
 /// Runs `coro` on a blockon loop thread and waits for it.
-pub fn on_core(
+pub(crate) fn on_core(
     py: Python<'_>,
     core: &Core,
     coro: Bound<'_, PyAny>,
@@ -158,7 +130,7 @@ pub fn on_core(
 
 /// Queues `job` on a loop thread and waits for `call`, which the job settles; on timeout or
 /// Ctrl-C, queues `cancel(py)` and waits for the cleanup.
-pub fn through_inbox(
+pub(crate) fn through_inbox(
     py: Python<'_>,
     core: &Core,
     job: Job,
@@ -180,33 +152,15 @@ pub fn through_inbox(
         }
     };
     let cancel = |py: Python<'_>| {
-        if let Ok(true) = inbox.push(cancel(py)) {
-            inbox.wake();
-        }
+        core.post(py, cancel(py));
         Ok(())
     };
     let gil_busy = || inbox.consumer_holds_gil();
     wait(py, call, how, &kick, &cancel, None, Some(&gil_busy))
 }
 
-/// Queues `job` on a loop thread without waiting; `false` if the loop thread is closed.
-pub fn post(py: Python<'_>, core: &Core, job: Job) -> bool {
-    match core.inbox.push(job) {
-        Ok(must_wake) => {
-            if must_wake {
-                py.detach(|| core.inbox.wake());
-            }
-            true
-        }
-        Err(job) => {
-            job.refuse(py);
-            false
-        }
-    }
-}
-
 /// Runs `coro` on `event_loop`, a loop running in another thread, and waits for it.
-pub fn on_loop(
+pub(crate) fn on_loop(
     py: Python<'_>,
     event_loop: &Bound<'_, PyAny>,
     coro: Bound<'_, PyAny>,
@@ -240,13 +194,7 @@ pub fn on_loop(
         } else {
             // Interrupted (Ctrl-C) inside the call, perhaps after it queued the start: the
             // awaitable may be running on the loop already. Cancel it there, as Ctrl-C does.
-            cancel(py)?;
-            let _ = cleanup(
-                py,
-                &call,
-                waiter::deadline_after(Some(how.grace)),
-                Some(&alive),
-            );
+            after_interrupt(py, call.as_ref(), how, &err, &cancel, Some(&alive))?;
         }
         return Err(err);
     }
@@ -293,20 +241,22 @@ fn wait(
     alive: Option<Check<'_>>,
     gil_busy: Option<&(dyn Fn() -> bool + Sync)>,
 ) -> PyResult<Py<PyAny>> {
-    let deadline = waiter::deadline_after(how.timeout);
+    let deadline = deadline_after(how.timeout);
     let mut warn_at = how
         .blocked
         .as_ref()
-        .and_then(|(seconds, _)| waiter::deadline_after(Some(*seconds)));
-    let mut first = true;
+        .and_then(|(seconds, _)| deadline_after(Some(*seconds)));
+    let mut start = waiter::Start {
+        kick: Some(kick),
+        spin: true,
+        gil_busy,
+    };
     loop {
         let mut until = earliest(deadline, warn_at);
         if alive.is_some() || how.caller_task.is_some() {
             until = earliest(until, Some(Instant::now() + SIGNAL_CHECK));
         }
-        let kick = if first { Some(kick) } else { None };
-        let woke = waiter::wait(py, &call.outcome, until, kick, first, gil_busy);
-        first = false;
+        let woke = waiter::wait(py, &call.outcome, until, std::mem::take(&mut start));
         let interrupt = match woke {
             Ok(Wake::Done) => return deliver(py, call.outcome.take()),
             Err(interrupt) => interrupt,
@@ -318,15 +268,15 @@ fn wait(
                         Ok(Some(Outcome::Cancelled) | None) => Err(timed_out(how.timeout)),
                         Ok(outcome) => deliver(py, outcome),
                         Err(interrupt) => {
-                            let _ =
-                                cleanup(py, call, waiter::deadline_after(Some(how.grace)), alive);
+                            // Ctrl-C while the timeout's cleanup ran: the cancel is sent.
+                            after_interrupt(py, call, how, &interrupt, &|_| Ok(()), alive)?;
                             Err(interrupt)
                         }
                     };
                 }
                 if how.caller_cancelled()? {
                     cancel(py)?;
-                    let _ = cleanup(py, call, waiter::deadline_after(Some(how.grace)), alive);
+                    let _ = cleanup(py, call, deadline_after(Some(how.grace)), alive);
                     let cancelled = cached(py)?.asyncio_cancelled.bind(py).clone();
                     return Err(PyErr::from_type(cancelled, ()));
                 }
@@ -350,10 +300,68 @@ fn wait(
             }
         };
         // Ctrl-C (or a warning turned error): cancel, give the cleanup its grace, re-raise.
-        cancel(py)?;
-        let _ = cleanup(py, call, waiter::deadline_after(Some(how.grace)), alive);
+        after_interrupt(py, call, how, &interrupt, cancel, alive)?;
         return Err(interrupt);
     }
+}
+
+/// How long a cleanup after Ctrl-C may take before the caller is told it is being waited for.
+/// Most cleanups finish in well under this, and then nothing is printed.
+const QUIET_CLEANUP: Duration = Duration::from_millis(100);
+
+/// After an exception from a signal handler (Ctrl-C) or a warning turned error: cancels the
+/// awaitable and gives its cleanup the grace period.
+///
+/// A cleanup that takes longer than a moment is announced on stderr, because the user
+/// pressed Ctrl-C and otherwise sees nothing happen for the whole grace period; a second
+/// Ctrl-C stops the wait. A call whose cleanup was not waited out is marked abandoned, so the
+/// loop thread's shutdown at interpreter exit does not wait for it a second time.
+///
+/// An error is only one from `cancel` itself; the second Ctrl-C is swallowed here, the
+/// caller raises the first.
+fn after_interrupt(
+    py: Python<'_>,
+    call: &Call,
+    how: &Waiting<'_>,
+    interrupt: &PyErr,
+    cancel: Check<'_>,
+    alive: Option<Check<'_>>,
+) -> PyResult<()> {
+    cancel(py)?;
+    let deadline = deadline_after(Some(how.grace));
+    let quiet_until = earliest(deadline, Some(Instant::now() + QUIET_CLEANUP));
+    let finished = match cleanup(py, call, quiet_until, alive) {
+        Ok(Some(_)) => true,
+        Err(_) => false,
+        Ok(None) if quiet_until == deadline => false,
+        Ok(None) => {
+            if interrupt.is_instance_of::<PyKeyboardInterrupt>(py) {
+                announce_cleanup_wait(py, how);
+            }
+            matches!(cleanup(py, call, deadline, alive), Ok(Some(_)))
+        }
+    };
+    if !finished {
+        call.abandon();
+    }
+    Ok(())
+}
+
+/// The one line that tells a user who pressed Ctrl-C what blockon is waiting for.
+fn announce_cleanup_wait(py: Python<'_>, how: &Waiting<'_>) {
+    let what = qualname(&how.what).unwrap_or_else(|| type_name(&how.what));
+    let line = format!(
+        "blockon: waiting up to {} s for {what} to clean up after Ctrl-C; press Ctrl-C again \
+         to stop waiting\n",
+        how.grace
+    );
+    let written = py.import("sys").and_then(|sys| {
+        let stderr = sys.getattr(intern!(py, "stderr"))?;
+        stderr.call_method1(intern!(py, "write"), (line,))?;
+        stderr.call_method0(intern!(py, "flush")).map(drop)
+    });
+    // Nowhere to say it (stderr closed or replaced by something that raises): wait quietly.
+    drop(written);
 }
 
 /// After a cancel request: waits for the outcome until `until` (None: as long as it takes,
@@ -370,7 +378,7 @@ fn cleanup(
         } else {
             until
         };
-        match waiter::wait(py, &call.outcome, slice, None, false, None)? {
+        match waiter::wait(py, &call.outcome, slice, waiter::Start::default())? {
             Wake::Done => return Ok(call.outcome.take()),
             Wake::Expired => {
                 if until.is_some_and(|u| Instant::now() >= u) {
@@ -387,7 +395,7 @@ fn cleanup(
 }
 
 /// Turns an outcome into the caller's return value or exception.
-pub fn deliver(py: Python<'_>, outcome: Option<Outcome>) -> PyResult<Py<PyAny>> {
+pub(crate) fn deliver(py: Python<'_>, outcome: Option<Outcome>) -> PyResult<Py<PyAny>> {
     match outcome {
         Some(Outcome::Value(value)) => Ok(value),
         Some(Outcome::Raised(exc)) => Err(PyErr::from_value(exc.into_bound(py))),
@@ -402,7 +410,7 @@ pub fn deliver(py: Python<'_>, outcome: Option<Outcome>) -> PyResult<Py<PyAny>> 
     }
 }
 
-pub fn timed_out(timeout: Option<f64>) -> PyErr {
+pub(crate) fn timed_out(timeout: Option<f64>) -> PyErr {
     PyTimeoutError::new_err(format!(
         "the awaitable did not finish within timeout={}; it was cancelled and its cleanup ran",
         timeout.unwrap_or_default()
@@ -413,31 +421,17 @@ fn warn_blocked(py: Python<'_>, how: &Waiting<'_>) -> PyResult<()> {
     let Some((seconds, blocked)) = &how.blocked else {
         return Ok(());
     };
+    let what = qualname(&how.what).map_or_else(|| "the awaitable".to_owned(), |n| format!("'{n}'"));
     let message = format!(
-        "blockon.run() has blocked the running event loop {} for {seconds} s while it waits \
-         for blockon's loop thread; no other task on that loop can run meanwhile. Pass \
-         nest=True to run the awaitable on the running loop itself, or await it directly.",
+        "{} has blocked the running event loop {} for {seconds} s while it waits for {what} \
+         on blockon's loop thread; no other task on that loop can run meanwhile. {}",
+        how.api.name,
         blocked
             .repr()
-            .map_or_else(|_| "?".to_owned(), |r| r.to_string())
+            .map_or_else(|_| "?".to_owned(), |r| r.to_string()),
+        how.api.instead,
     );
     let message = CString::new(message).unwrap_or_default();
     let category = py.get_type::<PyRuntimeWarning>();
     PyErr::warn(py, &category, &message, 1)
-}
-
-/// Called on a foreign loop through `call_soon_threadsafe`: starts the driver's task there.
-#[pyfunction]
-pub fn _spawn_here(
-    event_loop: &Bound<'_, PyAny>,
-    driver: &Bound<'_, Driver>,
-    context: &Bound<'_, PyAny>,
-) {
-    if let Err(err) = spawn_task(event_loop, driver, Some(context), None) {
-        let py = event_loop.py();
-        let outcome = Outcome::Raised(err.into_value(py).into_any());
-        if let Err(err) = driver.get().abandon(py, outcome) {
-            err.write_unraisable(py, Some(&PyString::new(py, "blockon: starting a task")));
-        }
-    }
 }

@@ -16,14 +16,16 @@ use std::time::Instant;
 use pyo3::prelude::*;
 use pyo3::types::PyWeakrefReference;
 
+use crate::waiter::Waitable;
+
 /// Locks a mutex, ignoring poisoning: every critical section here only moves plain data, so a
 /// panic inside one cannot leave it half-updated.
-pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A one-shot cell that one thread completes and another waits on.
-pub struct Slot<T> {
+pub(crate) struct Slot<T> {
     done: AtomicBool,
     /// A waiter is parked (or about to park) on `ready`; completing must notify it.
     parked: AtomicBool,
@@ -44,7 +46,7 @@ impl<T> Default for Slot<T> {
 
 impl<T> Slot<T> {
     /// Stores `value` unless the slot is already complete; returns whether it was stored.
-    pub fn complete(&self, value: T) -> bool {
+    pub(crate) fn complete(&self, value: T) -> bool {
         let mut guard = lock(&self.value);
         if self.done.load(Ordering::Relaxed) {
             return false;
@@ -61,18 +63,18 @@ impl<T> Slot<T> {
     }
 
     /// Whether a value has been stored (it may have been taken since).
-    pub fn is_complete(&self) -> bool {
+    pub(crate) fn is_complete(&self) -> bool {
         self.done.load(Ordering::Acquire)
     }
 
     /// Takes the stored value, if any.
-    pub fn take(&self) -> Option<T> {
+    pub(crate) fn take(&self) -> Option<T> {
         lock(&self.value).take()
     }
 
     /// Parks the calling thread until the slot is complete or `until` passes; returns whether
     /// it is complete.
-    pub fn park_until(&self, until: Instant) -> bool {
+    pub(crate) fn park_until(&self, until: Instant) -> bool {
         let mut guard = lock(&self.value);
         self.parked.store(true, Ordering::Release);
         loop {
@@ -92,8 +94,18 @@ impl<T> Slot<T> {
     }
 }
 
+impl<T: Send> Waitable for Slot<T> {
+    fn is_ready(&self) -> bool {
+        self.is_complete()
+    }
+
+    fn park_until(&self, until: Instant) -> bool {
+        Slot::park_until(self, until)
+    }
+}
+
 /// How an awaitable ended.
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// It returned this value.
     Value(Py<PyAny>),
     /// It raised this exception (any `BaseException`).
@@ -106,21 +118,25 @@ pub enum Outcome {
 
 /// One blocking call in flight: its outcome and a way to cancel its task.
 #[derive(Default)]
-pub struct Call {
-    pub outcome: Slot<Outcome>,
+pub(crate) struct Call {
+    pub(crate) outcome: Slot<Outcome>,
     task: Mutex<Option<Py<PyWeakrefReference>>>,
+    /// The caller stopped waiting for the cleanup (its grace after Ctrl-C passed, or a second
+    /// Ctrl-C came): the loop thread's shutdown cancels the task but does not wait for it a
+    /// second time.
+    abandoned: AtomicBool,
 }
 
 impl Call {
     /// Remembers the task running this call (weakly: see the module docs).
-    pub fn set_task(&self, task: &Bound<'_, PyAny>) -> PyResult<()> {
+    pub(crate) fn set_task(&self, task: &Bound<'_, PyAny>) -> PyResult<()> {
         let weak = PyWeakrefReference::new(task)?;
         *lock(&self.task) = Some(weak.unbind());
         Ok(())
     }
 
     /// Cancels the task running this call, if it is still alive. Loop thread only.
-    pub fn cancel_task(&self, py: Python<'_>) -> PyResult<()> {
+    pub(crate) fn cancel_task(&self, py: Python<'_>) -> PyResult<()> {
         let weak = lock(&self.task).as_ref().map(|w| w.clone_ref(py));
         if let Some(task) = weak.and_then(|w| w.bind(py).upgrade()) {
             task.call_method0(pyo3::intern!(py, "cancel"))?;
@@ -128,8 +144,18 @@ impl Call {
         Ok(())
     }
 
+    /// The caller gave up on the cleanup (see the field).
+    pub(crate) fn abandon(&self) {
+        self.abandoned.store(true, Ordering::Release);
+    }
+
+    /// Whether the caller gave up on the cleanup while the awaitable still ran.
+    pub(crate) fn is_abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::Acquire) && !self.outcome.is_complete()
+    }
+
     /// Stores the outcome (first one wins) and drops the task reference.
-    pub fn settle(&self, outcome: Outcome) {
+    pub(crate) fn settle(&self, outcome: Outcome) {
         self.outcome.complete(outcome);
         lock(&self.task).take();
     }

@@ -10,8 +10,9 @@
 //! The driver never lets the awaitable's exception escape into the task: the task always ends
 //! normally. That keeps the loop quiet ("Task exception was never retrieved" cannot happen),
 //! and it stops `KeyboardInterrupt` or `SystemExit` raised inside the awaitable from tearing
-//! down the loop thread: they travel to the caller instead, as SPEC section 4 asks. Because the
-//! driver is native code, it adds no frame to the exception's traceback either.
+//! down the loop thread: they travel to the caller instead, who is the one they are meant for
+//! (a `KeyboardInterrupt` raised in the awaitable interrupts the caller that ran it). Because
+//! the driver is native code, it adds no frame to the exception's traceback either.
 //!
 //! asyncio accepts it as a coroutine because it has `__await__`, `send`, `throw` and `close`
 //! (`collections.abc.Coroutine`'s structural check); tasks step it through `PyIter_Send`,
@@ -30,7 +31,7 @@ use crate::py::cached;
 use crate::stepping::{self, Sent};
 
 /// Where an outcome goes.
-pub enum Target {
+pub(crate) enum Target {
     /// A blocking caller waits on this call's slot.
     Call(Arc<Call>),
     /// A `concurrent.futures.Future` handed out by `submit`.
@@ -39,7 +40,7 @@ pub enum Target {
 
 /// Steps one awaitable inside one asyncio task.
 #[pyclass(frozen, module = "blockon._blockon")]
-pub struct Driver {
+pub(crate) struct Driver {
     /// The coroutine, or the iterator returned by another awaitable's `__await__`.
     inner: Py<PyAny>,
     target: Target,
@@ -50,7 +51,7 @@ pub struct Driver {
 }
 
 impl Driver {
-    pub fn new(inner: Bound<'_, PyAny>, target: Target) -> Self {
+    pub(crate) fn new(inner: Bound<'_, PyAny>, target: Target) -> Self {
         Self {
             inner: inner.unbind(),
             target,
@@ -60,7 +61,7 @@ impl Driver {
     }
 
     /// The call this driver settles, if a blocking caller waits on it.
-    pub fn call(&self) -> Option<&Arc<Call>> {
+    pub(crate) fn call(&self) -> Option<&Arc<Call>> {
         match &self.target {
             Target::Call(call) => Some(call),
             Target::Future(_) => None,
@@ -69,7 +70,7 @@ impl Driver {
 
     /// Gives up on the awaitable: closes it (no "never awaited" warning for one that never
     /// ran) and settles `outcome` unless it had already finished.
-    pub fn abandon(&self, py: Python<'_>, outcome: Outcome) -> PyResult<()> {
+    pub(crate) fn abandon(&self, py: Python<'_>, outcome: Outcome) -> PyResult<()> {
         self.finished.store(true, Ordering::Release);
         let closed = stepping::close(self.inner.bind(py));
         self.settle(py, outcome);
@@ -94,10 +95,8 @@ impl Driver {
         }
     }
 
-    /// Turns one step's result into what the task sees: the yielded value, or
-    /// `StopIteration` once the awaitable has finished and its outcome is settled.
     /// Whether the awaitable has finished (so the task's next step only ends the task).
-    pub fn is_finished(&self) -> bool {
+    pub(crate) fn is_finished(&self) -> bool {
         self.finished.load(Ordering::Acquire)
     }
 
@@ -113,6 +112,8 @@ impl Driver {
         self.finish(py, step)
     }
 
+    /// Turns one step's result into what the task sees: the yielded value, or
+    /// `StopIteration` once the awaitable has finished and its outcome is settled.
     fn finish(&self, py: Python<'_>, step: PyResult<Sent>) -> PyResult<Py<PyAny>> {
         let outcome = match step {
             Ok(Sent::Yielded(value)) => return Ok(value),
@@ -190,6 +191,13 @@ impl Driver {
     /// the outcome as cancelled if it had not finished.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         self.abandon(py, Outcome::Cancelled)
+    }
+
+    /// Whether the blocking caller gave up on the cleanup after Ctrl-C: the loop thread's
+    /// shutdown then does not wait for this task again.
+    #[getter]
+    fn _abandoned(&self) -> bool {
+        self.call().is_some_and(|call| call.is_abandoned())
     }
 
     /// Cancels the task running this driver. Runs on that task's loop.

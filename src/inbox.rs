@@ -29,10 +29,10 @@ struct Queue<J> {
 
 /// A multi-producer queue drained in batches by one consumer, which it wakes through a socket.
 ///
-/// In *watched* mode (see `hot.rs`) the consumer tells the inbox when it is about to block
+/// In *watched* mode (see `selector.rs`) the consumer tells the inbox when it is about to block
 /// (`idle`); producers then write the wake-up byte only while it is idle, and a consumer that
 /// is awake (spinning, or busy) finds new jobs through `queued` without any system call.
-pub struct Inbox<J> {
+pub(crate) struct Inbox<J> {
     queue: Mutex<Queue<J>>,
     queued: AtomicUsize,
     armed: AtomicBool,
@@ -56,7 +56,7 @@ fn now_nanos() -> u64 {
 }
 
 impl<J> Inbox<J> {
-    pub fn new() -> std::io::Result<Self> {
+    pub(crate) fn new() -> std::io::Result<Self> {
         let (tx, rx) = UnixStream::pair()?;
         tx.set_nonblocking(true)?;
         rx.set_nonblocking(true)?;
@@ -77,13 +77,13 @@ impl<J> Inbox<J> {
     }
 
     /// The descriptor the consumer's event loop watches for readability.
-    pub fn read_fd(&self) -> RawFd {
+    pub(crate) fn read_fd(&self) -> RawFd {
         self.rx.as_raw_fd()
     }
 
     /// Queues a job. `Ok(true)` means the caller must call [`Inbox::wake`] (it may first
     /// release the GIL); `Err` hands the job back because the inbox is closed.
-    pub fn push(&self, job: J) -> Result<bool, J> {
+    pub(crate) fn push(&self, job: J) -> Result<bool, J> {
         {
             let mut queue = lock(&self.queue);
             if queue.closed {
@@ -101,50 +101,50 @@ impl<J> Inbox<J> {
     }
 
     /// Switches to watched mode: the consumer reports idleness through [`Inbox::set_idle`].
-    pub fn watch(&self) {
+    pub(crate) fn watch(&self) {
         self.watched.store(true, Ordering::SeqCst);
     }
 
     /// Consumer: about to block (`true`) or awake again (`false`). After `set_idle(true)` it
     /// must check [`Inbox::has_jobs`] before blocking.
-    pub fn set_idle(&self, idle: bool) {
+    pub(crate) fn set_idle(&self, idle: bool) {
         self.idle.store(idle, Ordering::SeqCst);
     }
 
     /// Consumer (watched mode): it has released the GIL (`true`) or taken it back.
-    pub fn set_detached(&self, detached: bool) {
+    pub(crate) fn set_detached(&self, detached: bool) {
         self.detached.store(detached, Ordering::Release);
     }
 
     /// Whether a waiter that is about to take the GIL should first let the consumer release
     /// it: true while a watched consumer holds it.
-    pub fn consumer_holds_gil(&self) -> bool {
+    pub(crate) fn consumer_holds_gil(&self) -> bool {
         self.watched.load(Ordering::Relaxed) && !self.detached.load(Ordering::Acquire)
     }
 
     /// Whether the consumer said it is idle.
-    pub fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         self.idle.load(Ordering::SeqCst)
     }
 
     /// Whether jobs are waiting to be taken.
-    pub fn has_jobs(&self) -> bool {
+    pub(crate) fn has_jobs(&self) -> bool {
         self.queued.load(Ordering::SeqCst) > 0
     }
 
     /// Whether jobs were taken within the last `nanos` nanoseconds.
-    pub fn busy_within(&self, nanos: u64) -> bool {
+    pub(crate) fn busy_within(&self, nanos: u64) -> bool {
         now_nanos().saturating_sub(self.last_take.load(Ordering::Relaxed)) < nanos
     }
 
     /// Wakes the consumer. Safe from any thread, with or without the GIL.
-    pub fn wake(&self) {
+    pub(crate) fn wake(&self) {
         // A full socket buffer means a wake-up is already pending, so WouldBlock is fine.
         let _ = (&self.tx).write(&[1]);
     }
 
     /// Takes every queued job, in submission order. Consumer only.
-    pub fn take(&self) -> Vec<J> {
+    pub(crate) fn take(&self) -> Vec<J> {
         self.armed.store(false, Ordering::SeqCst);
         self.clear_socket();
         self.last_take.store(now_nanos(), Ordering::Relaxed);
@@ -154,12 +154,12 @@ impl<J> Inbox<J> {
     }
 
     /// Whether the inbox refuses jobs (its loop thread is shutting down).
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         lock(&self.queue).closed
     }
 
     /// Refuses further jobs and returns those still queued.
-    pub fn close(&self) -> Vec<J> {
+    pub(crate) fn close(&self) -> Vec<J> {
         let mut queue = lock(&self.queue);
         queue.closed = true;
         self.queued.store(0, Ordering::SeqCst);

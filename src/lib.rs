@@ -1,54 +1,78 @@
 //! blockon's engine: the native half of `blockon`, imported as `blockon._blockon`.
 //!
-//! This file only registers; each concept has its own module: `portal` (entry points and
-//! routing), `lifecycle` (a loop thread's states and fork), `inbox` (submission queue and
-//! wake-ups), `driver` (the native coroutine that settles outcomes), `completion` (the slots
-//! callers wait on), `waiter` (GIL-free waiting), `calls` (blocking calls, timeouts,
-//! cancellation), `reentry` (nested running), `home` (`to_thread` workers), `hot` (the
-//! loop's spin-before-sleep selector), `default` (the
-//! default loop thread), `awaitable` (input checks), `session` (one task, many steps),
-//! `prefetch` (bounded buffers), `bridge` (`wrap_iter`, `wrap_context`), `stepping`
-//! (sending into awaitables), `py` (cached Python objects).
+//! This file only registers; each concept has its own module. From the entry points down:
+//!
+//! - `default`: the default loop thread, and the module-level `run` and `submit`.
+//! - `loop_thread`: `LoopThreadBase` (the native base of `LoopThread`): `run` and `submit`
+//!   routing, and the hooks its Python thread body calls.
+//! - `run_args`: `run`'s and `submit`'s arguments, parsed by hand so a bad call closes its
+//!   coroutine. `timeout`: the one `timeout=` rule. `awaitable`: checking awaitables.
+//! - `lifecycle`: a loop thread's states, fork and interpreter exit. `job`: work for a loop
+//!   thread. `inbox`: the submission queue and its wake-ups. `selector`: the loop's
+//!   spin-before-sleep selector.
+//! - `blocking`: blocking calls (waiting, timeouts, Ctrl-C). `waiter`: the GIL-free wait.
+//!   `completion`: the slots callers wait on.
+//! - `driver`: the native coroutine that settles outcomes. `eager_task`: starting its task
+//!   with the first step at once. `stepping`: sending into awaitables. `reentry`: running
+//!   re-entrantly on the caller's own loop. `to_thread_home`: `to_thread` workers' home loop.
+//! - `iter_bridge` (`wrap_iter`) and `context_bridge` (`wrap_context`), over `sync_step`
+//!   (one session step from sync code), `session` (one task, many steps), `session_op` (what
+//!   each step does) and `prefetch` (bounded buffers).
+//! - `py`: the Python objects the engine uses, and how messages name them.
 
-use pyo3::prelude::*;
+mod awaitable;
+mod blocking;
+mod completion;
+mod context_bridge;
+mod default;
+mod driver;
+mod eager_task;
+mod inbox;
+mod iter_bridge;
+mod job;
+mod lifecycle;
+mod loop_thread;
+mod prefetch;
+mod py;
+mod reentry;
+mod run_args;
+mod selector;
+mod session;
+mod session_op;
+mod stepping;
+mod sync_step;
+mod timeout;
+mod to_thread_home;
+mod waiter;
 
-pub mod awaitable;
-pub mod bridge;
-pub mod blocking;
-pub mod completion;
-pub mod default;
-pub mod driver;
-pub mod to_thread_home;
-pub mod selector;
-pub mod inbox;
-pub mod lifecycle;
-pub mod loop_thread;
-pub mod prefetch;
-pub mod py;
-pub mod reentry;
-pub mod session;
-pub mod stepping;
-pub mod waiter;
-
-// `gil_used = false` (PyO3's default since 0.28, spelled out because it is a promise): on a
-// free-threaded CPython, importing blockon keeps the GIL off. The engine's shared state is
-// behind its own locks and atomics, never the GIL (docs/how-it-works.md, "Free-threaded
-// builds").
-#[pymodule(gil_used = false)]
-fn _blockon(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<loop_thread::LoopThreadBase>()?;
-    m.add_class::<driver::Driver>()?;
-    m.add_class::<selector::HotSelector>()?;
-    m.add_class::<session::Session>()?;
-    m.add_class::<bridge::IterBridge>()?;
-    m.add_class::<bridge::ContextBridge>()?;
-    m.add_function(wrap_pyfunction!(default::run, m)?)?;
-    m.add_function(wrap_pyfunction!(default::submit, m)?)?;
-    m.add_function(wrap_pyfunction!(default::_default_loop_thread, m)?)?;
-    m.add_function(wrap_pyfunction!(default::_set_default_factory, m)?)?;
-    m.add_function(wrap_pyfunction!(lifecycle::_after_fork_in_child, m)?)?;
-    m.add_function(wrap_pyfunction!(blocking::_spawn_here, m)?)?;
-    m.add_function(wrap_pyfunction!(to_thread_home::_set_home_loop, m)?)?;
-    m.add_function(wrap_pyfunction!(to_thread_home::_interpreter_exiting, m)?)?;
-    Ok(())
+/// `blockon._blockon`, as Python sees it.
+///
+/// `gil_used = false` (PyO3's default since 0.28, spelled out because it is a promise): on a
+/// free-threaded CPython, importing blockon keeps the GIL off. The engine's shared state is
+/// behind its own locks and atomics, never the GIL (docs/how-it-works.md, "Free-threaded
+/// builds").
+#[pyo3::pymodule(gil_used = false)]
+mod _blockon {
+    #[pymodule_export]
+    use crate::context_bridge::ContextBridge;
+    #[pymodule_export]
+    use crate::default::{_default_loop_thread, _set_default_factory, run, submit};
+    #[pymodule_export]
+    use crate::driver::Driver;
+    #[pymodule_export]
+    use crate::eager_task::_spawn_here;
+    #[pymodule_export]
+    use crate::iter_bridge::IterBridge;
+    #[pymodule_export]
+    use crate::lifecycle::{_after_fork_in_child, _interpreter_exiting};
+    #[pymodule_export]
+    use crate::loop_thread::LoopThreadBase;
+    #[pymodule_export]
+    use crate::selector::HotSelector;
+    #[pymodule_export]
+    use crate::session::Session;
+    #[pymodule_export]
+    use crate::timeout::_timeout_arg;
+    #[pymodule_export]
+    use crate::to_thread_home::_set_home_loop;
 }

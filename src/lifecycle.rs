@@ -1,11 +1,11 @@
-//! The life of one loop thread: idle, starting, running, closing, closed; plus what a fork
-//! does to it.
+//! The life of one loop thread: idle, starting, running, closing, closed; plus what the
+//! process's own life does to it (a fork, interpreter exit).
 //!
 //! The thread itself is a Python `threading.Thread` (so `threading.current_thread().name` is
 //! the name users gave), started by the Python subclass's `_spawn`; its body is Python
 //! (`blockon._loopthread`), because shutting a loop down is a sequence of asyncio calls. What
 //! lives here is the state machine every caller consults on every call, and the waits on it,
-//! which release the GIL and still honour Ctrl-C.
+//! which release the GIL and still honour Ctrl-C (through `waiter`, like every wait).
 //!
 //! Fork: a child process has no loop thread, only a copy of the parent's bookkeeping. Each
 //! [`Core`] records the fork generation it was made in; `after_fork_in_child` bumps the
@@ -14,18 +14,17 @@
 //! never freed in the child: freeing them would run their `__del__`, which warns about an
 //! unclosed loop, and closing them would touch the parent's file descriptors.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
-use crate::completion::{lock, Call, Outcome};
-use crate::driver::Driver;
+use crate::completion::lock;
 use crate::inbox::Inbox;
-use crate::prefetch::Prefetch;
-use crate::session::{Session, Step};
+use crate::job::Job;
+use crate::waiter::{self, Waitable, Wake};
 
 /// Incremented in a child process after `os.fork()`.
 static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
@@ -33,81 +32,60 @@ static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
 /// Cores inherited from the parent through a fork, kept alive forever (see the module docs).
 static ABANDONED: Mutex<Vec<Arc<Core>>> = Mutex::new(Vec::new());
 
-pub fn fork_generation() -> u64 {
+/// Set when the interpreter starts exiting, before it joins its threads.
+static EXITING: AtomicBool = AtomicBool::new(false);
+
+fn fork_generation() -> u64 {
     FORK_GENERATION.load(Ordering::Acquire)
 }
 
 /// Registered with `os.register_at_fork(after_in_child=...)`.
 #[pyfunction]
-pub fn _after_fork_in_child() {
+pub(crate) fn _after_fork_in_child() {
     FORK_GENERATION.fetch_add(1, Ordering::AcqRel);
 }
 
-/// Work for the loop thread.
-pub enum Job {
-    /// Start a task for this driver, in this context. `link` ties a `submit` future to it.
-    Run {
-        driver: Py<Driver>,
-        context: Py<PyAny>,
-        link: Option<Py<PyAny>>,
-    },
-    /// Cancel the task running this driver.
-    Cancel(Py<Driver>),
-    /// Queue a step on a session (starting its task in `context` on first use).
-    Step {
-        session: Py<Session>,
-        step: Step,
-        context: Option<Py<PyAny>>,
-    },
-    /// Cancel one step of a session.
-    CancelStep(Py<Session>, Arc<Call>),
-    /// Something else for a session to do.
-    Session(Py<Session>, SessionJob),
-    /// Stop the loop (the thread then shuts it down).
-    Stop,
+/// Registered to run when the interpreter starts exiting, before it joins the threads it
+/// waits for (`to_thread` workers among them) and before `atexit` closes the loop threads.
+#[pyfunction]
+pub(crate) fn _interpreter_exiting() {
+    EXITING.store(true, Ordering::Release);
 }
 
-impl Job {
-    /// Disposes of a job the loop thread will never run: the awaitable is closed (no "never
-    /// awaited" warning), and whoever waits on it learns it was cancelled.
-    pub fn refuse(self, py: Python<'_>) {
-        let refused = match self {
-            Job::Run { driver, .. } => driver.get().abandon(py, Outcome::Cancelled),
-            Job::Step { step, .. } => {
-                step.call.settle(Outcome::Cancelled);
-                Ok(())
-            }
-            Job::Cancel(_) | Job::CancelStep(..) | Job::Session(..) | Job::Stop => Ok(()),
-        };
-        if let Err(err) = refused {
-            err.write_unraisable(py, None);
-        }
-    }
-}
-
-/// Session jobs that settle no call of their own.
-pub enum SessionJob {
-    /// The consumer made room in the prefetch buffer: resume pumping.
-    Unpark,
-    /// Start pumping into this buffer.
-    StartPump(Arc<Prefetch>),
-    /// Stop pumping (cancel the in-flight `__anext__`).
-    StopPump,
-    /// No more steps: end the task once idle.
-    Finish,
+/// Whether the interpreter is exiting: `to_thread` workers stop waiting, and a closed default
+/// loop thread is no longer replaced.
+pub(crate) fn interpreter_exiting() -> bool {
+    EXITING.load(Ordering::Acquire)
 }
 
 /// A running loop thread's shared parts.
-pub struct Core {
-    pub event_loop: Py<PyAny>,
-    pub inbox: Inbox<Job>,
+pub(crate) struct Core {
+    pub(crate) event_loop: Py<PyAny>,
+    pub(crate) inbox: Inbox<Job>,
     generation: u64,
 }
 
 impl Core {
     /// Whether this core belongs to this process (and not to a parent before a fork).
-    pub fn is_current(&self) -> bool {
+    pub(crate) fn is_current(&self) -> bool {
         self.generation == fork_generation()
+    }
+
+    /// Queues `job` without waiting for it, waking the loop (GIL released) if it sleeps;
+    /// `false` if the loop thread is shutting down (the job is then refused).
+    pub(crate) fn post(&self, py: Python<'_>, job: Job) -> bool {
+        match self.inbox.push(job) {
+            Ok(must_wake) => {
+                if must_wake {
+                    py.detach(|| self.inbox.wake());
+                }
+                true
+            }
+            Err(job) => {
+                job.refuse(py);
+                false
+            }
+        }
     }
 }
 
@@ -147,21 +125,23 @@ impl Life {
 }
 
 /// What `begin_close` found.
-pub enum CloseStep {
+pub(crate) enum CloseStep {
     /// Nothing was running; the loop thread is now closed.
     AlreadyClosed,
     /// The thread was asked to stop; wait for `Closed`.
     Wait,
 }
 
-pub fn closed_error() -> PyErr {
+/// The error for work handed to a closed loop thread. A closed default loop thread is
+/// replaced on next use (see `default`), so this is about one the caller made.
+pub(crate) fn closed_error() -> PyErr {
     PyRuntimeError::new_err(
-        "this blockon LoopThread is closed; create a new LoopThread (or use the default one) \
-         to run more work",
+        "this LoopThread is closed; create a new blockon.LoopThread() (or use the module-level \
+         functions, which use the default loop thread)",
     )
 }
 
-pub struct Lifecycle {
+pub(crate) struct Lifecycle {
     life: Mutex<Life>,
     changed: Condvar,
 }
@@ -182,7 +162,7 @@ impl Lifecycle {
     }
 
     /// The running core, if there is one; never starts anything.
-    pub fn running(&self) -> Option<Arc<Core>> {
+    pub(crate) fn running(&self) -> Option<Arc<Core>> {
         let mut life = lock(&self.life);
         life.refresh();
         match &*life {
@@ -192,7 +172,7 @@ impl Lifecycle {
     }
 
     /// The core the loop thread works with, from the moment it attached until it stopped.
-    pub fn attached(&self) -> Option<Arc<Core>> {
+    pub(crate) fn attached(&self) -> Option<Arc<Core>> {
         match &*lock(&self.life) {
             Life::Starting {
                 core: Some(core), ..
@@ -203,14 +183,18 @@ impl Lifecycle {
         }
     }
 
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         let mut life = lock(&self.life);
         life.refresh();
         matches!(*life, Life::Closing(_) | Life::Closed)
     }
 
     /// The running core, starting the loop thread with `spawn` if none runs yet.
-    pub fn acquire(&self, py: Python<'_>, spawn: impl Fn() -> PyResult<()>) -> PyResult<Arc<Core>> {
+    pub(crate) fn acquire(
+        &self,
+        py: Python<'_>,
+        spawn: impl Fn() -> PyResult<()>,
+    ) -> PyResult<Arc<Core>> {
         loop {
             let mut life = lock(&self.life);
             life.refresh();
@@ -244,7 +228,7 @@ impl Lifecycle {
     }
 
     /// The loop thread made its loop: give it an inbox.
-    pub fn attach(&self, event_loop: Py<PyAny>) -> PyResult<Arc<Core>> {
+    pub(crate) fn attach(&self, event_loop: Py<PyAny>) -> PyResult<Arc<Core>> {
         let inbox = Inbox::new().map_err(|e| {
             PyRuntimeError::new_err(format!(
                 "cannot create the loop thread's wake-up socket: {e}"
@@ -266,7 +250,7 @@ impl Lifecycle {
     }
 
     /// The loop thread is ready for work.
-    pub fn started(&self) {
+    pub(crate) fn started(&self) {
         let mut life = lock(&self.life);
         if let Life::Starting {
             core: Some(core), ..
@@ -278,12 +262,12 @@ impl Lifecycle {
         self.changed.notify_all();
     }
 
-    pub fn start_failed(&self, err: PyErr) {
+    pub(crate) fn start_failed(&self, err: PyErr) {
         self.set(Life::Failed(err));
     }
 
     /// The loop thread has shut its loop down and is about to end.
-    pub fn stopped(&self) {
+    pub(crate) fn stopped(&self) {
         let mut life = lock(&self.life);
         *life = match &*life {
             Life::Closing(_) | Life::Closed => Life::Closed,
@@ -296,7 +280,7 @@ impl Lifecycle {
     }
 
     /// Asks the loop thread to stop; the caller then waits with [`Lifecycle::wait_closed`].
-    pub fn begin_close(&self, py: Python<'_>) -> PyResult<CloseStep> {
+    pub(crate) fn begin_close(&self, py: Python<'_>) -> PyResult<CloseStep> {
         loop {
             let mut life = lock(&self.life);
             life.refresh();
@@ -314,9 +298,8 @@ impl Lifecycle {
                     let core = Arc::clone(core);
                     *life = Life::Closing(Arc::clone(&core));
                     drop(life);
-                    if let Ok(true) = core.inbox.push(Job::Stop) {
-                        core.inbox.wake();
-                    }
+                    // A loop already shutting down refuses it: it is stopping anyway.
+                    core.post(py, Job::Stop);
                     return Ok(CloseStep::Wait);
                 }
             }
@@ -324,7 +307,7 @@ impl Lifecycle {
     }
 
     /// Waits until the loop thread has closed; `false` if `until` passed first.
-    pub fn wait_closed(&self, py: Python<'_>, until: Option<Instant>) -> PyResult<bool> {
+    pub(crate) fn wait_closed(&self, py: Python<'_>, until: Option<Instant>) -> PyResult<bool> {
         self.wait_while(py, until, |l| !matches!(l, Life::Closed | Life::Idle))
     }
 
@@ -335,30 +318,40 @@ impl Lifecycle {
         until: Option<Instant>,
         pred: impl Fn(&Life) -> bool + Sync,
     ) -> PyResult<bool> {
-        loop {
-            let slice_end = crate::waiter::slice_end(until);
-            let holds = py.detach(|| {
-                let mut life = lock(&self.life);
-                while pred(&life) {
-                    let now = Instant::now();
-                    if now >= slice_end {
-                        return true;
-                    }
-                    life = self
-                        .changed
-                        .wait_timeout(life, slice_end - now)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .0;
-                }
-                false
-            });
-            if !holds {
-                return Ok(true);
+        let change = Change {
+            lifecycle: self,
+            pred: &pred,
+        };
+        let woke = waiter::wait(py, &change, until, waiter::Start::default())?;
+        Ok(matches!(woke, Wake::Done))
+    }
+}
+
+/// A wait for the life to leave the states `pred` holds for.
+struct Change<'a> {
+    lifecycle: &'a Lifecycle,
+    pred: &'a (dyn Fn(&Life) -> bool + Sync),
+}
+
+impl Waitable for Change<'_> {
+    fn is_ready(&self) -> bool {
+        !(self.pred)(&lock(&self.lifecycle.life))
+    }
+
+    fn park_until(&self, until: Instant) -> bool {
+        let mut life = lock(&self.lifecycle.life);
+        while (self.pred)(&life) {
+            let now = Instant::now();
+            if now >= until {
+                return false;
             }
-            py.check_signals()?;
-            if until.is_some_and(|u| Instant::now() >= u) {
-                return Ok(false);
-            }
+            life = self
+                .lifecycle
+                .changed
+                .wait_timeout(life, until - now)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
         }
+        true
     }
 }

@@ -1,7 +1,13 @@
-//! `LoopThreadBase`, the native base class of `blockon.LoopThread`: the entry points every call goes
-//! through (`run`, `submit`), routing by where the caller stands (SPEC section 2), and the
-//! hooks the Python thread body uses to attach its loop, take work, and report that it
-//! started or stopped.
+//! `LoopThreadBase`, the native base class of `blockon.LoopThread`: the entry points every
+//! call goes through (`run`, `submit`), routing by where the caller stands, and the hooks the
+//! Python thread body uses to attach its loop, take work, and report that it started or
+//! stopped.
+//!
+//! Routing, in order of precedence: `loop=` runs the awaitable on that loop (re-entrantly
+//! when it is the caller's own); a caller inside a running loop runs it re-entrantly on that
+//! loop with `nest=True` or when the loop is this loop thread's own, and otherwise on this
+//! loop thread while its own loop waits; a `to_thread` worker's bare `blockon.run()` runs it
+//! on the loop that started the worker; everything else runs on this loop thread.
 //!
 //! `run` and `submit` are native so that the fast path (a thread with no running loop)
 //! crosses no Python frame, and so that an exception re-raised from the awaitable carries
@@ -9,40 +15,40 @@
 
 use std::sync::{Arc, Mutex};
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use crate::awaitable::{discard, parse_timeout, prepare};
-use crate::blocking::{self, spawn_task, Waiting};
+use crate::awaitable::{check_loop, discard, is_coroutine, prepare};
+use crate::blocking::{self, Api, Waiting};
 use crate::completion::{lock, Outcome};
 use crate::driver::{Driver, Target};
-use crate::to_thread_home::home_loop;
-use crate::selector::HotSelector;
-use crate::lifecycle::{closed_error, CloseStep, Core, Job, Lifecycle, SessionJob};
-use crate::py::cached;
+use crate::eager_task::spawn_task;
+use crate::job::Job;
+use crate::lifecycle::{closed_error, CloseStep, Core, Lifecycle};
+use crate::py::{cached, type_name};
 use crate::reentry::run_nested;
-use crate::session::Session;
-use crate::waiter;
+use crate::run_args::{self, RunArgs};
+use crate::selector::{self, HotSelector};
+use crate::timeout::{self, deadline_after};
+use crate::to_thread_home::home_loop;
 
 /// The engine half of a loop thread. Subclassed by `blockon.LoopThread`, which supplies the
 /// thread (`_spawn`) and the Python API around it.
 #[pyclass(subclass, frozen, module = "blockon._blockon")]
-pub struct LoopThreadBase {
+pub(crate) struct LoopThreadBase {
     life: Lifecycle,
     blocked_warning: Mutex<Option<f64>>,
     cancel_grace: Mutex<f64>,
 }
 
+/// A seconds setting (`blocked_warning`, `cancel_grace`): a number, not negative.
 fn seconds(value: &Bound<'_, PyAny>, what: &str) -> PyResult<f64> {
     let seconds: f64 = value.extract().map_err(|_| {
         PyTypeError::new_err(format!(
-            "{what} must be a number of seconds, got {}",
-            value
-                .get_type()
-                .name()
-                .map_or_else(|_| "?".into(), |n| n.to_string())
+            "{what} must be a number of seconds, got '{}'",
+            type_name(value)
         ))
     })?;
     if seconds.is_nan() || seconds < 0.0 {
@@ -83,21 +89,7 @@ impl LoopThreadBase {
                     .bind(py)
                     .call_method0(intern!(py, "_cancel"))
                     .map(drop),
-                Job::Step {
-                    session,
-                    step,
-                    context,
-                } => Session::enqueue(session.bind(py), step, context.as_ref().map(|c| c.bind(py))),
-                Job::CancelStep(session, call) => session.get().cancel_step(py, &call),
-                Job::Session(session, job) => {
-                    let session = session.get();
-                    match job {
-                        SessionJob::Unpark => session.unpark(py),
-                        SessionJob::StartPump(buffer) => session.start_pump(py, buffer),
-                        SessionJob::StopPump => session.stop_pump(py),
-                        SessionJob::Finish => session.finish(py),
-                    }
-                }
+                Job::Session(work) => work.run(py),
                 Job::Stop => event_loop.call_method0(intern!(py, "stop")).map(drop),
             };
             if let Err(err) = done {
@@ -114,12 +106,21 @@ impl LoopThreadBase {
             .acquire(py, || slf.call_method0(intern!(py, "_spawn")).map(drop))
     }
 
+    /// Whether `close()` has run (or interpreter exit closed it).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.life.is_closed()
+    }
+
     pub(crate) fn grace(&self) -> f64 {
         *lock(&self.cancel_grace)
     }
 
+    /// How a blocking call of `api` on this loop thread waits for `what`; `blocked` is the
+    /// caller's running loop, which the call blocks.
     pub(crate) fn waiting<'py>(
         &self,
+        api: Api,
+        what: &Bound<'py, PyAny>,
         timeout: Option<f64>,
         blocked: Option<Bound<'py, PyAny>>,
     ) -> Waiting<'py> {
@@ -139,6 +140,8 @@ impl LoopThreadBase {
             (!task.is_none()).then_some((task, count))
         });
         Waiting {
+            api,
+            what: what.clone(),
             timeout,
             grace: self.grace(),
             blocked: blocked.and_then(|running| lock(&self.blocked_warning).map(|s| (s, running))),
@@ -147,80 +150,94 @@ impl LoopThreadBase {
     }
 }
 
-/// `run` for a portal; `follow_home` is true for the module-level `blockon.run`, which runs
-/// in a `to_thread` worker's home loop (SPEC section 2's precedence).
-pub fn run(
-    slf: &Bound<'_, LoopThreadBase>,
-    aw: &Bound<'_, PyAny>,
-    timeout: Option<&Bound<'_, PyAny>>,
-    nest: bool,
-    target: Option<&Bound<'_, PyAny>>,
-    follow_home: bool,
+/// `run` on `loop_thread`. `api` says which public call it is: the module-level
+/// `blockon.run()` also follows a `to_thread` worker's home loop, the method does not.
+pub(crate) fn run(
+    loop_thread: &Bound<'_, LoopThreadBase>,
+    args: RunArgs<'_>,
+    api: Api,
 ) -> PyResult<Py<PyAny>> {
-    let py = slf.py();
-    let portal = slf.get();
-    let coro = prepare(aw, "run")?;
-    let timeout = match parse_timeout(timeout) {
+    let py = loop_thread.py();
+    let this = loop_thread.get();
+    let RunArgs {
+        aw,
+        timeout,
+        nest,
+        target,
+    } = args;
+    let coro = prepare(&aw, "run")?;
+    let fail = |err: PyErr| {
+        discard(&coro);
+        Err(err)
+    };
+    let timeout = match timeout::parse(timeout.as_ref(), api.name) {
         Ok(timeout) => timeout,
-        Err(err) => {
-            discard(&coro);
-            return Err(err);
-        }
+        Err(err) => return fail(err),
     };
     let running = cached(py)?.get_running_loop.bind(py).call0()?;
     let running = (!running.is_none()).then_some(running);
-    if let Some(target) = target {
+    if let Some(target) = &target {
         if !target.hasattr(intern!(py, "call_soon_threadsafe"))? {
-            discard(&coro);
-            let kind = target.get_type().name()?.to_string();
-            return Err(PyTypeError::new_err(format!(
+            return fail(PyTypeError::new_err(format!(
                 "loop= must be a running asyncio event loop (such as the one \
-                 asyncio.get_running_loop() returns in that loop's thread), got '{kind}'"
+                 asyncio.get_running_loop() returns in that loop's thread), got '{}'",
+                type_name(target)
             )));
         }
-        if running.as_ref().is_some_and(|r| r.is(target)) {
-            return run_nested(target, coro, timeout, portal.grace());
+    }
+    let nests = match (&target, &running) {
+        (Some(target), running) => running.as_ref().is_some_and(|r| r.is(target)),
+        (None, Some(running)) => {
+            nest || this
+                .life
+                .running()
+                .is_some_and(|core| core.event_loop.bind(py).is(running))
         }
-        return blocking::on_loop(py, target, coro, &portal.waiting(timeout, None));
+        (None, None) => false,
+    };
+    if !is_coroutine(&aw) {
+        if let Err(err) = check_loop(&aw, api.name, running.as_ref(), nests) {
+            return fail(err);
+        }
+    }
+    if let Some(target) = &target {
+        if nests {
+            return run_nested(target, coro, timeout, this.grace());
+        }
+        return blocking::on_loop(py, target, coro, &this.waiting(api, &aw, timeout, None));
     }
     if let Some(running) = running {
-        let own = portal
-            .life
-            .running()
-            .is_some_and(|core| core.event_loop.bind(py).is(&running));
-        if nest || own {
-            return run_nested(&running, coro, timeout, portal.grace());
+        if nests {
+            return run_nested(&running, coro, timeout, this.grace());
         }
-        let core = match LoopThreadBase::core(slf) {
+        let core = match LoopThreadBase::core(loop_thread) {
             Ok(core) => core,
-            Err(err) => {
-                discard(&coro);
-                return Err(err);
-            }
+            Err(err) => return fail(err),
         };
-        return blocking::on_core(py, &core, coro, &portal.waiting(timeout, Some(running)));
+        let how = this.waiting(api, &aw, timeout, Some(running));
+        return blocking::on_core(py, &core, coro, &how);
     }
-    if follow_home {
+    if api.follows_home {
         if let Some(home) = home_loop(py) {
-            return blocking::on_loop(py, &home, coro, &portal.waiting(timeout, None));
+            return blocking::on_loop(py, &home, coro, &this.waiting(api, &aw, timeout, None));
         }
     }
-    let core = match LoopThreadBase::core(slf) {
+    let core = match LoopThreadBase::core(loop_thread) {
         Ok(core) => core,
-        Err(err) => {
-            discard(&coro);
-            return Err(err);
-        }
+        Err(err) => return fail(err),
     };
-    blocking::on_core(py, &core, coro, &portal.waiting(timeout, None))
+    blocking::on_core(py, &core, coro, &this.waiting(api, &aw, timeout, None))
 }
 
-/// `submit` for a portal: starts `aw` now, returns a `concurrent.futures.Future`.
-pub fn submit(slf: &Bound<'_, LoopThreadBase>, aw: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-    let py = slf.py();
+/// `submit` on `loop_thread`: starts `aw` now, returns a `concurrent.futures.Future`.
+pub(crate) fn submit(
+    loop_thread: &Bound<'_, LoopThreadBase>,
+    aw: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyAny>> {
+    let py = loop_thread.py();
     let c = cached(py)?;
     let coro = prepare(aw, "submit")?;
-    let core = match LoopThreadBase::core(slf) {
+    let core = match LoopThreadBase::core(loop_thread) {
         Ok(core) => core,
         Err(err) => {
             discard(&coro);
@@ -236,7 +253,7 @@ pub fn submit(slf: &Bound<'_, LoopThreadBase>, aw: &Bound<'_, PyAny>) -> PyResul
         context,
         link: Some(link),
     };
-    if blocking::post(py, &core, job) {
+    if core.post(py, job) {
         Ok(future)
     } else {
         Err(closed_error())
@@ -261,23 +278,29 @@ impl LoopThreadBase {
     /// ``nest``; ``loop=`` runs the awaitable on that loop (running in another thread)
     /// instead. ``timeout`` cancels the awaitable, waits for its cleanup and raises
     /// ``TimeoutError``.
-    #[pyo3(signature = (aw, /, *, timeout=None, nest=false, r#loop=None))]
+    #[pyo3(
+        signature = (*args, **kwargs),
+        text_signature = "($self, aw, /, *, timeout=None, nest=False, loop=None)"
+    )]
     fn run(
         slf: &Bound<'_, Self>,
-        aw: &Bound<'_, PyAny>,
-        timeout: Option<&Bound<'_, PyAny>>,
-        nest: bool,
-        r#loop: Option<&Bound<'_, PyAny>>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
-        run(slf, aw, timeout, nest, r#loop, false)
+        let api = Api::LOOP_THREAD_RUN;
+        run(slf, run_args::run(args, kwargs, api.name)?, api)
     }
 
     /// Start one awaitable on this loop thread now; return a ``concurrent.futures.Future``.
     ///
     /// ``future.cancel()`` cancels the task.
-    #[pyo3(signature = (aw, /))]
-    fn submit(slf: &Bound<'_, Self>, aw: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        submit(slf, aw)
+    #[pyo3(signature = (*args, **kwargs), text_signature = "($self, aw, /)")]
+    fn submit(
+        slf: &Bound<'_, Self>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        submit(slf, &run_args::submit(args, kwargs, "LoopThread.submit()")?)
     }
 
     /// Seconds a caller that blocks a running loop waits before one ``RuntimeWarning``
@@ -317,7 +340,7 @@ impl LoopThreadBase {
         Ok(Self::core(slf)?.event_loop.clone_ref(slf.py()))
     }
 
-    /// Whether the calling thread is this portal's loop thread.
+    /// Whether the calling thread is this loop thread.
     fn _in_loop_thread(&self, py: Python<'_>) -> PyResult<bool> {
         let Some(core) = self.life.attached() else {
             return Ok(false);
@@ -337,7 +360,7 @@ impl LoopThreadBase {
             .get()
             .life
             .attached()
-            .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("no loop attached"))?;
+            .ok_or_else(|| PyRuntimeError::new_err("no loop attached"))?;
         let drain = slf.getattr(intern!(slf.py(), "_drain"))?.unbind();
         Ok(HotSelector::new(real, core, drain))
     }
@@ -348,19 +371,19 @@ impl LoopThreadBase {
         let core = self
             .life
             .attached()
-            .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("no loop attached"))?;
+            .ok_or_else(|| PyRuntimeError::new_err("no loop attached"))?;
         core.inbox.watch();
         core.inbox.set_idle(true);
         Ok(())
     }
 
-    /// Loop thread: one pulse (see `hot::pulse`); whether to pulse again.
+    /// Loop thread: one pulse (see `selector::pulse`); whether to pulse again.
     fn _pulse(slf: &Bound<'_, Self>) -> PyResult<bool> {
         let Some(core) = slf.get().life.attached() else {
             return Ok(false);
         };
         let drain = slf.getattr(intern!(slf.py(), "_drain"))?;
-        crate::selector::pulse(slf.py(), &core, &drain)
+        selector::pulse(slf.py(), &core, &drain)
     }
 
     /// Loop thread: ready for work.
@@ -411,8 +434,9 @@ impl LoopThreadBase {
     }
 
     /// Waits for the loop thread to finish closing; `False` if `timeout` passed first.
+    /// `timeout` is already parsed by `_timeout_arg`.
     #[pyo3(signature = (timeout=None))]
     fn _wait_closed(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
-        self.life.wait_closed(py, waiter::deadline_after(timeout))
+        self.life.wait_closed(py, deadline_after(timeout))
     }
 }

@@ -17,9 +17,10 @@ use std::time::Instant;
 use pyo3::prelude::*;
 
 use crate::completion::lock;
+use crate::waiter::Waitable;
 
 /// One thing the pump produced.
-pub enum Item {
+pub(crate) enum Item {
     Value(Py<PyAny>),
     /// The iterator raised this (not `StopAsyncIteration`).
     Raised(Py<PyAny>),
@@ -41,14 +42,14 @@ struct Buffer {
     consumer_parked: bool,
 }
 
-pub struct Prefetch {
+pub(crate) struct Prefetch {
     capacity: usize,
     buffer: Mutex<Buffer>,
     ready: Condvar,
 }
 
 /// What a consumer's `take` found.
-pub enum Take {
+pub(crate) enum Take {
     /// An item, and whether the consumer must wake the parked pump.
     Item(Item, bool),
     /// Nothing yet.
@@ -56,7 +57,7 @@ pub enum Take {
 }
 
 impl Prefetch {
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Self {
             capacity: capacity.max(1),
             buffer: Mutex::new(Buffer {
@@ -72,7 +73,7 @@ impl Prefetch {
 
     /// Pump: whether it should pull another item now. If not because the buffer is full, the
     /// pump counts as parked from here on, and the consumer will wake it.
-    pub fn wants_more(&self) -> bool {
+    pub(crate) fn wants_more(&self) -> bool {
         let mut buffer = lock(&self.buffer);
         if buffer.finished || buffer.closed {
             return false;
@@ -82,14 +83,8 @@ impl Prefetch {
         room
     }
 
-    /// Pump: whether it has stopped for good (finished, or the consumer closed).
-    pub fn is_done(&self) -> bool {
-        let buffer = lock(&self.buffer);
-        buffer.finished || buffer.closed
-    }
-
     /// Pump: queues an item (dropped if the consumer has closed).
-    pub fn push(&self, item: Item) {
+    pub(crate) fn push(&self, item: Item) {
         let mut buffer = lock(&self.buffer);
         if buffer.closed {
             return;
@@ -106,7 +101,7 @@ impl Prefetch {
     }
 
     /// Consumer: takes the next item, if there is one.
-    pub fn take(&self) -> Take {
+    pub(crate) fn take(&self) -> Take {
         let mut buffer = lock(&self.buffer);
         let Some(item) = buffer.items.pop_front() else {
             return Take::Empty;
@@ -119,13 +114,13 @@ impl Prefetch {
     }
 
     /// Consumer: whether an item is waiting (or the buffer closed), for spinning.
-    pub fn has_items(&self) -> bool {
+    pub(crate) fn has_items(&self) -> bool {
         let buffer = lock(&self.buffer);
         !buffer.items.is_empty() || buffer.closed
     }
 
     /// Consumer: parks until an item is queued or `until` passes; whether one is there.
-    pub fn park_until(&self, until: Instant) -> bool {
+    pub(crate) fn park_until(&self, until: Instant) -> bool {
         let mut buffer = lock(&self.buffer);
         buffer.consumer_parked = true;
         loop {
@@ -147,13 +142,24 @@ impl Prefetch {
     }
 
     /// Consumer: stops the pump; returns the items never consumed (drop them with the GIL).
-    pub fn close(&self) -> Vec<Item> {
+    pub(crate) fn close(&self) -> Vec<Item> {
         let mut buffer = lock(&self.buffer);
         buffer.closed = true;
         let left = buffer.items.drain(..).collect();
         drop(buffer);
         self.ready.notify_all();
         left
+    }
+}
+
+/// The consumer's wait for the next item.
+impl Waitable for Prefetch {
+    fn is_ready(&self) -> bool {
+        self.has_items()
+    }
+
+    fn park_until(&self, until: Instant) -> bool {
+        Prefetch::park_until(self, until)
     }
 }
 
@@ -195,7 +201,6 @@ mod tests {
         assert!(prefetch.wants_more());
         prefetch.push(Item::End);
         assert!(!prefetch.wants_more());
-        assert!(prefetch.is_done());
         assert!(matches!(prefetch.take(), Take::Item(Item::End, false)));
     }
 

@@ -3,46 +3,47 @@
 //! Keeping every import in one place makes the engine's dependencies on Python visible at a
 //! glance: the stdlib pieces it uses on the hot path, and the small helper module
 //! `blockon._hooks` where the parts that are clearer in Python live (re-entrant loop driving,
-//! settling `concurrent.futures` futures, teaching error messages).
+//! settling `concurrent.futures` futures, teaching error messages). It also holds the two
+//! helpers every message that names a Python object uses, so they all name it the same way.
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
 
-pub struct Cached {
+pub(crate) struct Cached {
     /// `asyncio._get_running_loop`: the running loop of the calling thread, or None.
-    pub get_running_loop: Py<PyAny>,
+    pub(crate) get_running_loop: Py<PyAny>,
     /// `asyncio.current_task`.
-    pub current_task: Py<PyAny>,
+    pub(crate) current_task: Py<PyAny>,
     /// `asyncio.tasks._enter_task` and `_leave_task` (C-accelerated), if this Python has
     /// them: they make a task current, for the eager first step (see `calls`).
-    pub enter_task: Option<Py<PyAny>>,
-    pub leave_task: Option<Py<PyAny>>,
+    pub(crate) enter_task: Option<Py<PyAny>>,
+    pub(crate) leave_task: Option<Py<PyAny>>,
     /// `contextvars.copy_context`.
-    pub copy_context: Py<PyAny>,
+    pub(crate) copy_context: Py<PyAny>,
     /// `types.CoroutineType`, to recognise native coroutines without a Python call.
-    pub coroutine_type: Py<PyType>,
+    pub(crate) coroutine_type: Py<PyType>,
     /// `asyncio.CancelledError`.
-    pub asyncio_cancelled: Py<PyType>,
+    pub(crate) asyncio_cancelled: Py<PyType>,
     /// `concurrent.futures.CancelledError`, what sync callers see for work cancelled elsewhere.
-    pub futures_cancelled: Py<PyType>,
+    pub(crate) futures_cancelled: Py<PyType>,
     /// `concurrent.futures.Future`, what `submit` returns.
-    pub future_type: Py<PyAny>,
+    pub(crate) future_type: Py<PyAny>,
     /// `blockon._hooks.awaitable_iterator(obj)`: the iterator to drive, or a teaching TypeError.
-    pub awaitable_iterator: Py<PyAny>,
+    pub(crate) awaitable_iterator: Py<PyAny>,
     /// `blockon._hooks.drive_until(loop, queued, done, cancel, timeout, grace) -> bool`:
     /// re-entrant running.
-    pub drive_until: Py<PyAny>,
+    pub(crate) drive_until: Py<PyAny>,
     /// `blockon._hooks.check_reentry(loop)`: the RuntimeError for a loop that cannot re-enter.
-    pub check_reentry: Py<PyAny>,
+    pub(crate) check_reentry: Py<PyAny>,
     /// `blockon._hooks.settle_future(future, kind, value)`.
-    pub settle_future: Py<PyAny>,
+    pub(crate) settle_future: Py<PyAny>,
     /// `blockon._hooks.link_future(future) -> link`: ties a `submit` future to its task.
-    pub link_future: Py<PyAny>,
+    pub(crate) link_future: Py<PyAny>,
     /// `blockon._hooks.attach_task(link, loop, task)`: the task exists now.
-    pub attach_task: Py<PyAny>,
+    pub(crate) attach_task: Py<PyAny>,
     /// `blockon._blockon._spawn_here`, scheduled on foreign loops.
-    pub spawn_here: Py<PyAny>,
+    pub(crate) spawn_here: Py<PyAny>,
 }
 
 static CACHED: PyOnceLock<Cached> = PyOnceLock::new();
@@ -52,7 +53,7 @@ fn attr<'py>(py: Python<'py>, module: &str, name: &str) -> PyResult<Bound<'py, P
 }
 
 /// The cached objects, imported on first use.
-pub fn cached(py: Python<'_>) -> PyResult<&Cached> {
+pub(crate) fn cached(py: Python<'_>) -> PyResult<&Cached> {
     CACHED.get_or_try_init(py, || {
         let hooks = py.import("blockon._hooks")?;
         Ok(Cached {
@@ -80,4 +81,19 @@ pub fn cached(py: Python<'_>) -> PyResult<&Cached> {
             spawn_here: attr(py, "blockon._blockon", "_spawn_here")?.unbind(),
         })
     })
+}
+
+/// The name of `obj`'s type, as messages quote what they received (`'int'`, `'coroutine'`).
+pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map_or_else(|_| "?".to_owned(), |name| name.to_string())
+}
+
+/// `obj.__qualname__` where it has a string one (coroutines, async generators, functions).
+pub(crate) fn qualname(obj: &Bound<'_, PyAny>) -> Option<String> {
+    obj.getattr_opt(pyo3::intern!(obj.py(), "__qualname__"))
+        .ok()
+        .flatten()
+        .and_then(|name| name.extract().ok())
 }

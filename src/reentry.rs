@@ -14,15 +14,16 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyCFunction;
 
-use crate::blocking::{deliver, spawn_task, timed_out};
+use crate::blocking::{deliver, timed_out};
 use crate::completion::{Call, Outcome};
 use crate::driver::{Driver, Target};
+use crate::eager_task::spawn_task;
 use crate::py::cached;
 
 /// The number of handles in `event_loop`'s ready queue, or the RuntimeError that explains
 /// why the loop cannot be re-entered: uvloop has no ready queue to drive, and an asyncio
 /// without `_enter_task`/`_leave_task` (none from 3.11 to 3.15) could not switch tasks.
-pub fn ready_len(event_loop: &Bound<'_, PyAny>) -> PyResult<usize> {
+pub(crate) fn ready_len(event_loop: &Bound<'_, PyAny>) -> PyResult<usize> {
     let py = event_loop.py();
     let c = cached(py)?;
     let ready = event_loop.getattr_opt(intern!(py, "_ready"))?;
@@ -43,7 +44,7 @@ pub fn ready_len(event_loop: &Bound<'_, PyAny>) -> PyResult<usize> {
 /// Drives `event_loop` (running in this thread) until `done()`, the work having been started
 /// already; `queued` is [`ready_len`] from before it was. `cancel` runs on timeout, Ctrl-C, or
 /// the caller's own task being cancelled. Returns whether the timeout fired.
-pub fn drive<D, C>(
+pub(crate) fn drive<D, C>(
     event_loop: &Bound<'_, PyAny>,
     queued: usize,
     done: D,
@@ -68,7 +69,7 @@ where
 }
 
 /// [`drive`] until `call` settles; returns its outcome.
-pub fn drive_nested<C>(
+pub(crate) fn drive_nested<C>(
     event_loop: &Bound<'_, PyAny>,
     call: &Arc<Call>,
     queued: usize,
@@ -98,7 +99,7 @@ where
 
 /// `run()` re-entrantly: a task for `coro` on `event_loop`, stepped eagerly, and the loop
 /// driven until it is done if that first step did not finish it.
-pub fn run_nested(
+pub(crate) fn run_nested(
     event_loop: &Bound<'_, PyAny>,
     coro: Bound<'_, PyAny>,
     timeout: Option<f64>,

@@ -1,4 +1,5 @@
-//! The hot selector: lets blockon's own loop thread find new work without being woken.
+//! The selector wrapper (the "hot selector"): lets blockon's own loop thread find new work
+//! without being woken.
 //!
 //! Waking a thread that sleeps in `epoll_wait` costs tens of microseconds on a virtual
 //! machine, more than everything else in a `run()` call together. So on a loop thread that
@@ -19,6 +20,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
+use crate::inbox::Inbox;
 use crate::lifecycle::Core;
 use crate::waiter;
 
@@ -34,33 +36,47 @@ const HOT_FOR_NANOS: u64 = 2_000_000;
 /// no work came, it marks the loop idle, so callers wake it with the byte again. Between
 /// pulses the loop runs its other callbacks and I/O as usual; a pulse holds it for at most
 /// one spin.
-pub fn pulse(py: Python<'_>, core: &Core, drain: &Bound<'_, PyAny>) -> PyResult<bool> {
+pub(crate) fn pulse(py: Python<'_>, core: &Core, drain: &Bound<'_, PyAny>) -> PyResult<bool> {
     let inbox = &core.inbox;
-    if inbox.busy_within(HOT_FOR_NANOS) {
-        let end = Instant::now() + SPIN;
-        let found = py.detach(|| {
-            inbox.set_detached(true);
-            let found = waiter::spin_until(end, || inbox.has_jobs());
-            inbox.set_detached(found);
-            found
-        });
-        inbox.set_detached(false);
-        if found {
-            drain.call0()?;
-            return Ok(true);
-        }
-    }
-    inbox.set_idle(true);
-    if inbox.has_jobs() {
-        inbox.set_idle(false);
+    if inbox.busy_within(HOT_FOR_NANOS) && spin_for_jobs(py, inbox, Instant::now() + SPIN) {
         drain.call0()?;
         return Ok(true);
     }
-    Ok(false)
+    if idle_unless_jobs(inbox) {
+        return Ok(false);
+    }
+    drain.call0()?;
+    Ok(true)
+}
+
+/// Spins with the GIL released until a job is queued or `end` passes; returns whether one
+/// is. Meanwhile the inbox says the loop thread does not hold the GIL, so a caller whose
+/// result is in takes it back at once instead of holding off for it.
+fn spin_for_jobs<J: Send>(py: Python<'_>, inbox: &Inbox<J>, end: Instant) -> bool {
+    let found = py.detach(|| {
+        inbox.set_detached(true);
+        let found = waiter::spin_until(end, || inbox.has_jobs());
+        inbox.set_detached(found);
+        found
+    });
+    inbox.set_detached(false);
+    found
+}
+
+/// Marks the loop idle (callers wake it from now on) unless jobs arrived first; returns
+/// whether it is idle. The check comes after the mark, so a job pushed meanwhile is either
+/// seen here or wakes the loop.
+fn idle_unless_jobs<J>(inbox: &Inbox<J>) -> bool {
+    inbox.set_idle(true);
+    if inbox.has_jobs() {
+        inbox.set_idle(false);
+        return false;
+    }
+    true
 }
 
 #[pyclass(frozen, module = "blockon._blockon")]
-pub struct HotSelector {
+pub(crate) struct HotSelector {
     real: Py<PyAny>,
     core: Arc<Core>,
     /// The loop thread's `_drain`, called from `select` itself.
@@ -68,7 +84,7 @@ pub struct HotSelector {
 }
 
 impl HotSelector {
-    pub fn new(real: Py<PyAny>, core: Arc<Core>, drain: Py<PyAny>) -> Self {
+    pub(crate) fn new(real: Py<PyAny>, core: Arc<Core>, drain: Py<PyAny>) -> Self {
         core.inbox.watch();
         Self { real, core, drain }
     }
@@ -136,14 +152,7 @@ impl HotSelector {
         if blocking && inbox.busy_within(HOT_FOR_NANOS) {
             let end =
                 Instant::now() + timeout.map_or(SPIN, |t| SPIN.min(Duration::from_secs_f64(t)));
-            let found = py.detach(|| {
-                inbox.set_detached(true);
-                let found = waiter::spin_until(end, || inbox.has_jobs());
-                inbox.set_detached(found);
-                found
-            });
-            if found {
-                inbox.set_detached(false);
+            if spin_for_jobs(py, inbox, end) {
                 self.drain(py);
                 return Ok(PyList::empty(py).into_any());
             }
@@ -151,9 +160,7 @@ impl HotSelector {
         if !blocking {
             return self.select_real(py, timeout);
         }
-        inbox.set_idle(true);
-        if inbox.has_jobs() {
-            inbox.set_idle(false);
+        if !idle_unless_jobs(inbox) {
             self.drain(py);
             return Ok(PyList::empty(py).into_any());
         }

@@ -20,54 +20,30 @@
 //! the subject holds) hands the `CancelledError` to the next step, where `async with` or
 //! `async for` would have seen it. The loop thread closing ends the session, after its closer
 //! step (`aclose`, or `__aexit__`) has run.
+//!
+//! What each step does to the subject lives in `session_op`; this module decides when steps
+//! run.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration, PyStopIteration};
+use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyTuple, PyWeakrefReference};
+use pyo3::types::{PyDict, PyTuple, PyWeakrefReference};
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::completion::{lock, Call, Outcome};
+use crate::job::{Job, LoopWork};
 use crate::lifecycle::Core;
 use crate::prefetch::{Item, Prefetch};
+use crate::session_op::{Begun, Op, Subject, Then};
 use crate::stepping::{self, Sent};
 
-/// What a step does, in the session's task. The session holds the object it works on (the
-/// async iterator, or the async context manager) as its *subject*.
-pub enum Op {
-    /// `subject = type(source).__aiter__(source)`.
-    Aiter(Py<PyAny>),
-    /// Await `type(subject).__anext__(subject)`.
-    Anext,
-    /// Await `subject.asend(value)` (an async generator's `send`).
-    Asend(Py<PyAny>),
-    /// Await `subject.athrow(*args)` (an async generator's `throw`).
-    Athrow(Py<PyTuple>),
-    /// Await `subject.aclose()` where it has one.
-    Aclose,
-    /// Enter an async context manager, or an awaitable that returns one: the subject becomes
-    /// the manager, and the step's value is what `__aenter__` returned.
-    Enter(Py<PyAny>),
-    /// Await `type(subject).__aexit__(subject, *args)`.
-    Exit(Py<PyTuple>),
-    /// Call `func(*args)`, awaiting the result.
-    Call(Py<PyAny>, Py<PyTuple>),
-}
-
 /// One unit of work for a session, and the call it settles.
-pub struct Step {
-    pub op: Op,
-    pub call: Arc<Call>,
-}
-
-/// What a running step does when its awaitable finishes.
-enum Then {
-    /// Settle the step's call (or feed the pump) with the outcome.
-    Settle,
-    /// The awaited value is the context manager: make it the subject and enter it.
-    Enter,
+pub(crate) struct Step {
+    pub(crate) op: Op,
+    pub(crate) call: Arc<Call>,
 }
 
 struct Running {
@@ -89,19 +65,17 @@ struct State {
     finishing: bool,
     ended: bool,
     closer: Option<Step>,
-    subject: Option<Py<PyAny>>,
     /// The task was cancelled while parked: the next step gets the `CancelledError`.
     cancel_pending: bool,
-    /// Why there is no subject (`__aiter__` failed): what later steps raise.
-    subject_error: Option<Py<PyAny>>,
     pump: Option<Arc<Prefetch>>,
 }
 
 /// The native coroutine behind one bridged context manager or iterator.
 #[pyclass(frozen, module = "blockon._blockon")]
-pub struct Session {
-    pub core: Arc<Core>,
+pub(crate) struct Session {
+    pub(crate) core: Arc<Core>,
     state: Mutex<State>,
+    subject: Subject,
 }
 
 enum Input<'py> {
@@ -109,12 +83,69 @@ enum Input<'py> {
     Throw(Bound<'py, PyTuple>),
 }
 
+/// What a bridge asks of a session, run on the session's loop thread.
+pub(crate) enum SessionJob {
+    /// Queue a step (starting the session's task in `context` on first use).
+    Step {
+        step: Step,
+        context: Option<Py<PyAny>>,
+    },
+    /// Cancel one step.
+    CancelStep(Arc<Call>),
+    /// The consumer made room in the prefetch buffer: resume pumping.
+    Unpark,
+    /// Start pumping into this buffer.
+    StartPump(Arc<Prefetch>),
+    /// Stop pumping (cancel the in-flight `__anext__`).
+    StopPump,
+    /// No more steps: end the task once idle.
+    Finish,
+}
+
+/// A [`SessionJob`] on its way to its session, as the inbox carries it.
+struct Queued {
+    session: Py<Session>,
+    job: SessionJob,
+}
+
+impl LoopWork for Queued {
+    fn run(self: Box<Self>, py: Python<'_>) -> PyResult<()> {
+        let session = self.session.bind(py);
+        let this = session.get();
+        match self.job {
+            SessionJob::Step { step, context } => {
+                Session::enqueue(session, step, context.as_ref().map(|c| c.bind(py)))
+            }
+            SessionJob::CancelStep(call) => this.cancel_step(py, &call),
+            SessionJob::Unpark => this.unpark(py),
+            SessionJob::StartPump(buffer) => this.start_pump(py, buffer),
+            SessionJob::StopPump => this.stop_pump(py),
+            SessionJob::Finish => this.finish(py),
+        }
+    }
+
+    fn refuse(self: Box<Self>) {
+        if let SessionJob::Step { step, .. } = self.job {
+            step.call.settle(Outcome::Cancelled);
+        }
+    }
+}
+
 impl Session {
-    pub fn new(core: Arc<Core>) -> Self {
+    pub(crate) fn new(core: Arc<Core>) -> Self {
         Self {
             core,
             state: Mutex::new(State::default()),
+            subject: Subject::default(),
         }
+    }
+
+    /// `job` for `session`, ready for its loop thread's inbox.
+    pub(crate) fn job(session: &Py<Session>, py: Python<'_>, job: SessionJob) -> Job {
+        Job::Session(Box::new(Queued {
+            session: session.clone_ref(py),
+            job,
+        }))
     }
 
     fn task<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
@@ -122,10 +153,20 @@ impl Session {
         weak.and_then(|w| w.bind(py).upgrade())
     }
 
+    /// Whether the subject exists (`__aiter__` succeeded, or the manager was entered).
+    pub(crate) fn has_subject(&self) -> bool {
+        self.subject.exists()
+    }
+
+    /// The step to run if the task is cancelled from outside (the loop closing).
+    pub(crate) fn set_closer(&self, closer: Step) {
+        lock(&self.state).closer = Some(closer);
+    }
+
     // ---------------------------------------------------------------- jobs (loop thread)
 
     /// Queues a step, starting the session's task on first use (in `context`).
-    pub fn enqueue(
+    fn enqueue(
         slf: &Bound<'_, Self>,
         step: Step,
         context: Option<&Bound<'_, PyAny>>,
@@ -143,7 +184,7 @@ impl Session {
             !std::mem::replace(&mut state.started, true)
         };
         if start {
-            let kwargs = pyo3::types::PyDict::new(py);
+            let kwargs = PyDict::new(py);
             if let Some(context) = context {
                 kwargs.set_item(intern!(py, "context"), context)?;
             }
@@ -157,7 +198,7 @@ impl Session {
     }
 
     /// Cancels `call`'s step: the running one through the task, a queued one by dropping it.
-    pub fn cancel_step(&self, py: Python<'_>, call: &Arc<Call>) -> PyResult<()> {
+    pub(crate) fn cancel_step(&self, py: Python<'_>, call: &Arc<Call>) -> PyResult<()> {
         let mut state = lock(&self.state);
         if let Some(running) = state.running.as_mut() {
             if running.call.as_ref().is_some_and(|c| Arc::ptr_eq(c, call)) {
@@ -178,7 +219,7 @@ impl Session {
     }
 
     /// Stops the pump: cancels its in-flight `__anext__`, if any.
-    pub fn stop_pump(&self, py: Python<'_>) -> PyResult<()> {
+    fn stop_pump(&self, py: Python<'_>) -> PyResult<()> {
         let mut state = lock(&self.state);
         state.pump = None;
         let pumping = state.running.as_mut().filter(|r| r.call.is_none());
@@ -193,24 +234,19 @@ impl Session {
     }
 
     /// Attaches a prefetch buffer: the session pulls from its subject whenever it is idle.
-    pub fn start_pump(&self, py: Python<'_>, buffer: Arc<Prefetch>) -> PyResult<()> {
+    fn start_pump(&self, py: Python<'_>, buffer: Arc<Prefetch>) -> PyResult<()> {
         lock(&self.state).pump = Some(buffer);
         self.unpark(py)
     }
 
-    /// The step to run if the task is cancelled from outside (the loop closing).
-    pub fn set_closer(&self, closer: Step) {
-        lock(&self.state).closer = Some(closer);
-    }
-
     /// No more steps: the task ends once the queue is empty.
-    pub fn finish(&self, py: Python<'_>) -> PyResult<()> {
+    fn finish(&self, py: Python<'_>) -> PyResult<()> {
         lock(&self.state).finishing = true;
         self.unpark(py)
     }
 
     /// Wakes the task if it is parked.
-    pub fn unpark(&self, py: Python<'_>) -> PyResult<()> {
+    fn unpark(&self, py: Python<'_>) -> PyResult<()> {
         let parked = lock(&self.state).parked.take();
         if let Some(future) = parked {
             let future = future.bind(py);
@@ -299,7 +335,7 @@ impl Session {
             let step = lock(&self.state).queue.pop_front();
             if let Some(step) = step {
                 let op = self.deliver_pending_cancel(py, step.op)?;
-                match self.begin(py, op) {
+                match self.subject.begin(py, op) {
                     Ok(Begun::Done(value)) => step.call.settle(Outcome::Value(value)),
                     Ok(Begun::Await(inner, then)) => {
                         return Ok(Some(Running {
@@ -320,7 +356,7 @@ impl Session {
             if !buffer.wants_more() {
                 return Ok(None);
             }
-            match self.begin(py, Op::Anext) {
+            match self.subject.begin(py, Op::Anext) {
                 Ok(Begun::Await(inner, then)) => {
                     return Ok(Some(Running {
                         inner: inner.unbind(),
@@ -335,128 +371,28 @@ impl Session {
         }
     }
 
-    /// A cancellation that arrived while parked goes into the next step on the subject: an
-    /// `__anext__` becomes `athrow(CancelledError())`, an `__aexit__` without an exception gets
-    /// the `CancelledError` (so `asyncio.timeout()` turns it into `TimeoutError`, and a task
-    /// group into its errors).
+    /// A cancellation that arrived while parked goes into the next step on the subject (see
+    /// [`Op::with_cancel`]); one that step cannot take stays pending for the step after.
     fn deliver_pending_cancel(&self, py: Python<'_>, op: Op) -> PyResult<Op> {
         let pending = std::mem::take(&mut lock(&self.state).cancel_pending);
         if !pending {
             return Ok(op);
         }
-        let cancelled = crate::py::cached(py)?.asyncio_cancelled.bind(py);
-        let exc = cancelled.call0()?;
-        Ok(match op {
-            Op::Anext | Op::Asend(_) => Op::Athrow(PyTuple::new(py, [exc])?.unbind()),
-            Op::Exit(args) if args.bind(py).get_item(0)?.is_none() => Op::Exit(
-                PyTuple::new(
-                    py,
-                    [cancelled.clone().into_any(), exc, py.None().into_bound(py)],
-                )?
-                .unbind(),
-            ),
-            other => {
+        Ok(match op.with_cancel(py)? {
+            Ok(op) => op,
+            Err(op) => {
                 lock(&self.state).cancel_pending = true;
-                other
+                op
             }
         })
-    }
-
-    /// Whether the subject exists (`__aiter__` succeeded, or the manager was entered).
-    pub fn has_subject(&self) -> bool {
-        lock(&self.state).subject.is_some()
-    }
-
-    fn subject<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let state = lock(&self.state);
-        if let Some(subject) = &state.subject {
-            return Ok(subject.bind(py).clone());
-        }
-        Err(match &state.subject_error {
-            Some(exc) => PyErr::from_value(exc.bind(py).clone()),
-            None => PyRuntimeError::new_err("blockon: no async iterator or context manager yet"),
-        })
-    }
-
-    /// Starts one operation: either it is done at once, or there is an awaitable to step.
-    fn begin<'py>(&self, py: Python<'py>, op: Op) -> PyResult<Begun<'py>> {
-        let method = |name: &Bound<'py, pyo3::types::PyString>,
-                      args: &[Bound<'py, PyAny>]|
-         -> PyResult<Bound<'py, PyAny>> {
-            let subject = self.subject(py)?;
-            let func = subject.get_type().getattr(name)?;
-            let mut all = vec![subject];
-            all.extend_from_slice(args);
-            func.call1(PyTuple::new(py, all)?)
-        };
-        let awaited =
-            |aw: Bound<'py, PyAny>| Ok(Begun::Await(awaitable_for_step(&aw)?, Then::Settle));
-        match op {
-            Op::Aiter(source) => {
-                let source = source.bind(py);
-                match source
-                    .get_type()
-                    .getattr(intern!(py, "__aiter__"))
-                    .and_then(|f| f.call1((source,)))
-                {
-                    Ok(iterator) => {
-                        lock(&self.state).subject = Some(iterator.unbind());
-                        Ok(Begun::Done(py.None()))
-                    }
-                    Err(err) => {
-                        let err = not_async_iterable(source, err);
-                        lock(&self.state).subject_error =
-                            Some(err.clone_ref(py).into_value(py).into_any());
-                        Err(err)
-                    }
-                }
-            }
-            Op::Anext => awaited(method(intern!(py, "__anext__"), &[])?),
-            Op::Asend(value) => awaited(method(intern!(py, "asend"), &[value.into_bound(py)])?),
-            Op::Athrow(args) => {
-                let args: Vec<Bound<'py, PyAny>> = args.bind(py).iter().collect();
-                awaited(method(intern!(py, "athrow"), &args)?)
-            }
-            Op::Aclose => {
-                let Ok(subject) = self.subject(py) else {
-                    return Ok(Begun::Done(py.None())); // never started: nothing to close
-                };
-                match subject.getattr_opt(intern!(py, "aclose"))? {
-                    Some(aclose) => awaited(aclose.call0()?),
-                    None => Ok(Begun::Done(py.None())),
-                }
-            }
-            Op::Enter(obj) => {
-                let obj = obj.into_bound(py);
-                if obj.get_type().hasattr(intern!(py, "__aenter__"))? {
-                    lock(&self.state).subject = Some(obj.unbind());
-                    awaited(method(intern!(py, "__aenter__"), &[])?)
-                } else if obj.get_type().hasattr(intern!(py, "__await__"))?
-                    || obj.cast::<pyo3::types::PyIterator>().is_ok()
-                {
-                    Ok(Begun::Await(awaitable_for_step(&obj)?, Then::Enter))
-                } else {
-                    Err(pyo3::exceptions::PyTypeError::new_err(format!(
-                        "blockon.wrap_context() needs an async context manager (an object with \
-                         __aenter__ and __aexit__) or an awaitable that returns one, got {:?}",
-                        obj.get_type().name()?.to_string()
-                    )))
-                }
-            }
-            Op::Exit(args) => {
-                let args: Vec<Bound<'py, PyAny>> = args.bind(py).iter().collect();
-                awaited(method(intern!(py, "__aexit__"), &args)?)
-            }
-            Op::Call(func, args) => awaited(func.bind(py).call1(args.bind(py))?),
-        }
     }
 
     fn step_done(&self, py: Python<'_>, running: Running, outcome: Outcome) -> PyResult<()> {
         match (running.call, running.then, outcome) {
             (Some(call), Then::Enter, Outcome::Value(manager)) => {
                 // The awaitable gave the context manager: enter it, in the same step.
-                match self.begin(py, Op::Enter(manager)) {
-                    Ok(Begun::Await(inner, then)) if matches!(then, Then::Settle) => {
+                match self.subject.enter_returned(py, manager) {
+                    Ok(Begun::Await(inner, then)) => {
                         lock(&self.state).running = Some(Running {
                             inner: inner.unbind(),
                             call: Some(call),
@@ -465,14 +401,6 @@ impl Session {
                         });
                         return Ok(());
                     }
-                    Ok(Begun::Await(..)) => call.settle(Outcome::Raised(
-                        pyo3::exceptions::PyTypeError::new_err(
-                            "blockon.wrap_context(): the awaitable returned another awaitable, \
-                             not an async context manager",
-                        )
-                        .into_value(py)
-                        .into_any(),
-                    )),
                     Ok(Begun::Done(value)) => call.settle(Outcome::Value(value)),
                     Err(err) => call.settle(stepping::outcome_of(py, err)),
                 }
@@ -508,47 +436,34 @@ impl Session {
     }
 }
 
-/// How an operation began.
-enum Begun<'py> {
-    /// Finished at once with this value.
-    Done(Py<PyAny>),
-    /// Step this awaitable, then do `Then`.
-    Await(Bound<'py, PyAny>, Then),
-}
-
-/// The TypeError for something `wrap_iter` cannot iterate, naming what was received.
-fn not_async_iterable(source: &Bound<'_, PyAny>, err: PyErr) -> PyErr {
-    let py = source.py();
-    if !err.is_instance_of::<pyo3::exceptions::PyAttributeError>(py) {
-        return err;
-    }
-    let name = source
-        .get_type()
-        .name()
-        .map_or_else(|_| "?".to_owned(), |n| n.to_string());
-    let hint = if source.hasattr("__iter__").unwrap_or(false) {
-        "; it is a plain (sync) iterable: iterate it directly"
-    } else {
-        ""
-    };
-    pyo3::exceptions::PyTypeError::new_err(format!(
-        "blockon.wrap_iter() needs an async iterable (an object with __aiter__), got {name:?}{hint}"
-    ))
-}
-
-/// The object to step for a step's awaitable: itself when it can be sent into directly (a
-/// coroutine, or an iterator such as an async generator's `asend` object), else `__await__()`.
-fn awaitable_for_step<'py>(awaitable: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    if awaitable.cast::<pyo3::types::PyIterator>().is_ok() {
-        return Ok(awaitable.clone());
-    }
-    crate::awaitable::prepare(awaitable, "wrap_iter")
-}
-
 #[pymethods]
 impl Session {
     fn __await__(slf: Py<Self>) -> Py<Self> {
         slf
+    }
+
+    /// Shows the garbage collector what the session holds, as the driver does. A session
+    /// can be part of a cycle through Python objects: its subject (an async generator)
+    /// may refer to the bridge that holds the session, and a parked session's task, future
+    /// and the future's wake-up callback refer to each other. Without these edges the
+    /// subject looks held from outside, and the whole cycle lives until the interpreter
+    /// exits. No `__clear__`: the task's own clearing, and the bridge's, drop the session,
+    /// which breaks the cycle.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.subject.visit(&visit)?;
+        // try_lock: a traversal must never block; a step in progress holds what it works on
+        // on its own stack anyway.
+        let Ok(state) = self.state.try_lock() else {
+            return Ok(());
+        };
+        for step in state.queue.iter().chain(state.closer.as_ref()) {
+            step.op.visit(&visit)?;
+        }
+        if let Some(running) = &state.running {
+            visit.call(&running.inner)?;
+        }
+        visit.call(&state.parked)?;
+        visit.call(&state.task)
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
@@ -583,6 +498,15 @@ impl Session {
         Ok(())
     }
 
+    /// Whether the caller of the running step gave up on its cleanup after Ctrl-C: the loop
+    /// thread's shutdown then does not wait for this task again.
+    #[getter]
+    fn _abandoned(&self) -> bool {
+        let state = lock(&self.state);
+        let call = state.running.as_ref().and_then(|r| r.call.as_ref());
+        call.is_some_and(|call| call.is_abandoned())
+    }
+
     #[classattr]
     fn __qualname__() -> &'static str {
         "blockon.session"
@@ -611,12 +535,4 @@ impl Drop for Session {
             buffer.push(Item::Cancelled);
         }
     }
-}
-
-/// `RuntimeError` for a session whose loop thread is gone (closed, or from before a fork).
-pub fn gone() -> PyErr {
-    PyRuntimeError::new_err(
-        "the loop thread this bridge was started on has closed (or this process was forked \
-         since); create the bridge again",
-    )
 }

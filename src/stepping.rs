@@ -12,13 +12,13 @@ use crate::completion::Outcome;
 use crate::py::cached;
 
 /// What one step of an awaitable did, short of raising.
-pub enum Sent {
+pub(crate) enum Sent {
     Yielded(Py<PyAny>),
     Returned(Py<PyAny>),
 }
 
 /// Sends `value` into `inner` (a coroutine or an `__await__` iterator).
-pub fn send(inner: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<Sent> {
+pub(crate) fn send(inner: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<Sent> {
     let py = inner.py();
     let mut out: *mut ffi::PyObject = std::ptr::null_mut();
     // SAFETY: `inner` and `value` are live references held by the caller for the whole call;
@@ -34,7 +34,7 @@ pub fn send(inner: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<Sent
 }
 
 /// Throws into `inner` what a task throws into its coroutine (`args` as given to `throw`).
-pub fn throw(inner: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<Sent> {
+pub(crate) fn throw(inner: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<Sent> {
     let py = inner.py();
     let Some(throw) = inner.getattr_opt(intern!(py, "throw"))? else {
         // Like `yield from`: an iterator without `throw` gets the exception raised at it.
@@ -56,7 +56,7 @@ pub fn throw(inner: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<Se
 }
 
 /// Closes `inner` if it can be closed (no "never awaited" warning for one that never ran).
-pub fn close(inner: &Bound<'_, PyAny>) -> PyResult<()> {
+pub(crate) fn close(inner: &Bound<'_, PyAny>) -> PyResult<()> {
     match inner.getattr_opt(intern!(inner.py(), "close"))? {
         Some(close) => close.call0().map(drop),
         None => Ok(()),
@@ -64,7 +64,7 @@ pub fn close(inner: &Bound<'_, PyAny>) -> PyResult<()> {
 }
 
 /// The outcome an exception escaping an awaitable stands for.
-pub fn outcome_of(py: Python<'_>, err: PyErr) -> Outcome {
+pub(crate) fn outcome_of(py: Python<'_>, err: PyErr) -> Outcome {
     let cancelled = cached(py).map(|c| err.is_instance(py, c.asyncio_cancelled.bind(py)));
     if matches!(cancelled, Ok(true)) {
         Outcome::Cancelled

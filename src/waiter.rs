@@ -1,6 +1,11 @@
 //! Waiting without the GIL: spin briefly, then park, and wake every 100 ms to let Python
 //! run its signal handlers so Ctrl-C is noticed while a caller waits.
 //!
+//! This is the one blocking wait of the engine. What a thread waits for (a call's completion
+//! slot, a loop thread's change of state, a prefetch buffer's next item) implements
+//! [`Waitable`]; [`wait`] does the rest. Each of them once had its own copy of this loop, and
+//! the copies drifted (one spun on every slice, one never checked its spin budget).
+//!
 //! Why spin at all: a coroutine that returns at once finishes on the loop thread a few
 //! microseconds after it is submitted, which is less than it costs to put a thread to sleep
 //! on a futex and wake it again. So the first waiter spins for a short while before it parks.
@@ -16,16 +21,24 @@ use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 
-use crate::completion::Slot;
-
 /// How long a waiter spins before it parks.
 const SPIN: Duration = Duration::from_micros(60);
 
 /// How often a parked waiter comes back to check for signals (Ctrl-C).
-pub const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+pub(crate) const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 
 /// Threads spinning right now.
 static SPINNERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Something a thread can wait for with the GIL released.
+pub(crate) trait Waitable: Sync {
+    /// Whether the wait is over. Cheap (an atomic load, or a short lock): it is spun on.
+    fn is_ready(&self) -> bool;
+
+    /// Parks the calling thread until the wait is over or `until` passes; returns whether
+    /// it is over.
+    fn park_until(&self, until: Instant) -> bool;
+}
 
 /// How many threads may spin at once: the cores left once the loop thread has one.
 fn max_spinners() -> usize {
@@ -42,7 +55,7 @@ fn max_spinners() -> usize {
 /// Each round yields the CPU (`sched_yield`): when the thread being waited for shares this
 /// CPU (a loaded machine, or pinned threads), it runs at once instead of waiting for this
 /// spinner's time slice to end; on an idle machine the yield returns at once.
-pub fn spin_until(end: Instant, ready: impl Fn() -> bool) -> bool {
+pub(crate) fn spin_until(end: Instant, ready: impl Fn() -> bool) -> bool {
     loop {
         for _ in 0..8 {
             if ready() {
@@ -57,15 +70,15 @@ pub fn spin_until(end: Instant, ready: impl Fn() -> bool) -> bool {
     }
 }
 
-/// Spins until `slot` is complete or the spin budget (capped at `until`) runs out; returns
-/// whether it is complete. Spins only if a spinner place is free.
-pub fn spin<T>(slot: &Slot<T>, until: Instant) -> bool {
-    if slot.is_complete() {
+/// Spins until `target` is ready or the spin budget (capped at `until`) runs out; returns
+/// whether it is ready. Spins only if a spinner place is free.
+fn spin(target: &dyn Waitable, until: Instant) -> bool {
+    if target.is_ready() {
         return true;
     }
     let taken = SPINNERS.fetch_add(1, Ordering::AcqRel);
     let result = taken < max_spinners()
-        && spin_until(until.min(Instant::now() + SPIN), || slot.is_complete());
+        && spin_until(until.min(Instant::now() + SPIN), || target.is_ready());
     SPINNERS.fetch_sub(1, Ordering::AcqRel);
     result
 }
@@ -80,45 +93,53 @@ fn hold_off(gil_busy: Option<&(dyn Fn() -> bool + Sync)>) {
     spin_until(Instant::now() + HOLD_OFF, || !gil_busy());
 }
 
+/// How a wait begins.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Start<'a> {
+    /// Runs once, right after the GIL is released: this is where the loop thread is woken,
+    /// so it never has to wait for a GIL this thread still holds.
+    pub(crate) kick: Option<&'a (dyn Fn() + Sync)>,
+    /// Spin (within the spinner budget) before the first park.
+    pub(crate) spin: bool,
+    /// Whether the thread that makes the target ready still holds the GIL. Once the target
+    /// is ready after a spin, the waiter spins briefly while it does, so that taking the GIL
+    /// back finds it free instead of sleeping on the GIL's own condition variable.
+    pub(crate) gil_busy: Option<&'a (dyn Fn() -> bool + Sync)>,
+}
+
 /// What ended a wait.
-pub enum Wake {
-    /// The slot is complete.
+pub(crate) enum Wake {
+    /// The target is ready.
     Done,
     /// `until` passed first.
     Expired,
 }
 
-/// Waits for `slot` with the GIL released until it completes or `until` passes, coming back
-/// every [`SIGNAL_CHECK`] to run Python's signal handlers. `first`, if given, runs once, right after the
-/// GIL is released (this is where the loop thread is woken, so it never has to wait for a
-/// GIL this thread still holds); `spin_first` lets the first slice spin before parking.
+/// Waits for `target` with the GIL released until it is ready or `until` passes, coming back
+/// every [`SIGNAL_CHECK`] to run Python's signal handlers.
 ///
 /// An error is what a signal handler raised (`KeyboardInterrupt` for Ctrl-C).
-///
-/// `gil_busy`, if given, says whether the thread that completes the slot still holds the
-/// GIL; once the slot is complete, the waiter spins briefly while it does, so that taking the
-/// GIL back finds it free instead of sleeping on the GIL's own condition variable.
-pub fn wait<T: Send>(
+pub(crate) fn wait(
     py: Python<'_>,
-    slot: &Slot<T>,
+    target: &dyn Waitable,
     until: Option<Instant>,
-    first: Option<&(dyn Fn() + Sync)>,
-    spin_first: bool,
-    gil_busy: Option<&(dyn Fn() -> bool + Sync)>,
+    start: Start<'_>,
 ) -> PyResult<Wake> {
-    let mut first = first;
+    let mut start = Some(start);
     loop {
         let slice_end = slice_end(until);
-        let kick = first.take();
+        let first = start.take();
         let done = py.detach(|| {
-            if let Some(kick) = kick {
-                kick();
-                if spin_first && spin(slot, slice_end) {
-                    hold_off(gil_busy);
+            if let Some(first) = first {
+                if let Some(kick) = first.kick {
+                    kick();
+                }
+                if first.spin && spin(target, slice_end) {
+                    hold_off(first.gil_busy);
                     return true;
                 }
             }
-            slot.park_until(slice_end)
+            target.park_until(slice_end)
         });
         if done {
             return Ok(Wake::Done);
@@ -131,39 +152,44 @@ pub fn wait<T: Send>(
 }
 
 /// The end of the next wait slice: `until`, or sooner so signals get checked.
-pub fn slice_end(until: Option<Instant>) -> Instant {
+pub(crate) fn slice_end(until: Option<Instant>) -> Instant {
     let next_check = Instant::now() + SIGNAL_CHECK;
     until.map_or(next_check, |until| until.min(next_check))
-}
-
-/// Converts a user-given number of seconds into a deadline; `None` for no deadline.
-pub fn deadline_after(seconds: Option<f64>) -> Option<Instant> {
-    let seconds = seconds?;
-    let now = Instant::now();
-    // Absurdly large timeouts (1e300 s) mean "no deadline" rather than an overflow panic.
-    Duration::try_from_secs_f64(seconds.max(0.0))
-        .ok()
-        .and_then(|d| now.checked_add(d))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
     use std::thread;
 
+    /// A flag another thread sets; parking polls it.
+    #[derive(Default)]
+    struct Flag(AtomicBool);
+
+    impl Waitable for Flag {
+        fn is_ready(&self) -> bool {
+            self.0.load(Ordering::Acquire)
+        }
+
+        fn park_until(&self, until: Instant) -> bool {
+            spin_until(until, || self.is_ready())
+        }
+    }
+
     #[test]
     fn spin_sees_an_early_completion() {
-        let slot = Slot::default();
-        slot.complete(());
-        assert!(spin(&slot, Instant::now()));
+        let flag = Flag::default();
+        flag.0.store(true, Ordering::Release);
+        assert!(spin(&flag, Instant::now()));
     }
 
     #[test]
     fn spin_gives_up_after_its_budget() {
-        let slot: Slot<()> = Slot::default();
+        let flag = Flag::default();
         let start = Instant::now();
-        assert!(!spin(&slot, start + Duration::from_secs(10)));
+        assert!(!spin(&flag, start + Duration::from_secs(10)));
         assert!(start.elapsed() < Duration::from_secs(1));
         assert_eq!(
             SPINNERS.load(Ordering::Acquire),
@@ -174,21 +200,14 @@ mod tests {
 
     #[test]
     fn spin_catches_a_completion_from_another_thread() {
-        let slot = Arc::new(Slot::default());
+        let flag = Arc::new(Flag::default());
         let writer = {
-            let slot = Arc::clone(&slot);
-            thread::spawn(move || slot.complete(1_u8))
+            let flag = Arc::clone(&flag);
+            thread::spawn(move || flag.0.store(true, Ordering::Release))
         };
         let until = Instant::now() + Duration::from_secs(10);
-        let seen = spin(&slot, until) || slot.park_until(until);
+        let seen = spin(&*flag, until) || flag.park_until(until);
         writer.join().unwrap();
         assert!(seen);
-    }
-
-    #[test]
-    fn deadlines() {
-        assert!(deadline_after(None).is_none());
-        assert!(deadline_after(Some(-1.0)).unwrap() <= Instant::now());
-        assert!(deadline_after(Some(1e300)).is_none());
     }
 }

@@ -257,15 +257,37 @@ async def test_nest_awaits_a_task_and_a_future_of_the_callers_loop():
     assert blockon.run(fut, nest=True) == "future"
 
 
+@pytest.mark.parametrize("kind", ["task", "future"])
 @pytest.mark.asyncio
-async def test_default_path_with_a_task_of_the_callers_loop_fails_with_asyncios_error():
-    task = asyncio.create_task(answer("task"))
-    with pytest.raises(RuntimeError, match=r"different (event )?loop"):
-        blockon.run(task)  # the caller's loop is blocked: never a hang
-    # asyncio leaves the task marked as awaited by the task that got it from a different loop
-    # (stdlib run_coroutine_threadsafe does the same), so collect it without `await`.
-    await asyncio.wait([task])
-    assert task.result() == "task"
+async def test_default_path_with_an_awaitable_of_the_callers_loop_is_refused_at_once(kind, lt):
+    loop = asyncio.get_running_loop()
+    aw = asyncio.create_task(answer("task")) if kind == "task" else loop.create_future()
+    for run, api in [(blockon.run, "blockon.run()"), (lt.run, "LoopThread.run()")]:
+        with pytest.raises(RuntimeError) as info:
+            run(aw)  # the caller's loop is blocked: never a hang
+        message = str(info.value)
+        belongs = f"{api} cannot run {aw!r}: it belongs to the event loop "
+        assert message.startswith(belongs), message
+        assert repr(loop) in message
+        assert "the calling thread is running" in message
+        assert f"blocked in {api}" in message
+        assert "nest=True" in message and "`await` it" in message
+        assert "inside the coroutine passed to run()" in message
+    if kind == "task":
+        assert await aw == "task"  # refused before anything touched it
+    else:
+        aw.cancel()
+
+
+def test_awaitable_of_a_closed_loop_is_refused_at_once(target):
+    loop = asyncio.new_event_loop()
+    future = loop.create_future()
+    loop.close()
+    with pytest.raises(RuntimeError) as info:
+        target.run(future)
+    message = str(info.value)
+    assert f"it belongs to the event loop {loop!r}, which is closed" in message, message
+    assert "anew inside the call" in message
 
 
 @pytest.mark.asyncio

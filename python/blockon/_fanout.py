@@ -25,6 +25,8 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator
 
+from . import _blockon
+
 # typing is for the type checker only: CPython 3.14's asyncio no longer imports it, and at
 # run time it would add about 3 ms to `import blockon` (docs/how-it-works.md).
 TYPE_CHECKING = False
@@ -606,11 +608,7 @@ def map(
                 f"blockon.map() needs iterables, got {type(it).__name__!r} as iterable "
                 f"{position}{hint}"
             )
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)):
-        raise TypeError(
-            f"timeout must be a number of seconds or None, got {type(timeout).__name__!r}: "
-            "pass e.g. timeout=2.5"
-        )
+    timeout = _blockon._timeout_arg(timeout, "blockon.map()")
     bound = _check_limit(limit) or DEFAULT_MAP_LIMIT
     deadline = None if timeout is None else called + timeout
     agen = _map_async(fn, zip(*iterables, strict=False), bound, ordered, deadline, timeout)

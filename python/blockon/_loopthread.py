@@ -199,6 +199,7 @@ class LoopThread(_blockon.LoopThreadBase):
         Raised when ``timeout`` seconds pass before the thread is done: ``TimeoutError``
         (it goes on closing in the background).
         """
+        timeout = _blockon._timeout_arg(timeout, "LoopThread.close()")
         try:
             if self._entered and not self._in_loop_thread() and not self.closed:
                 self._exit_entered(None, None, None)
@@ -303,7 +304,10 @@ def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
         return
     for task in tasks:
         task.cancel()
-    loop.run_until_complete(asyncio.wait(tasks, timeout=SHUTDOWN_STEP_TIMEOUT))
+    # A task whose caller gave up on it after Ctrl-C had its grace period already.
+    waited = [task for task in tasks if not getattr(task.get_coro(), "_abandoned", False)]
+    if waited:
+        loop.run_until_complete(asyncio.wait(waited, timeout=SHUTDOWN_STEP_TIMEOUT))
     for task in tasks:
         if task.done() and not task.cancelled() and task.exception() is not None:
             loop.call_exception_handler(
