@@ -30,6 +30,8 @@ use crate::waiter::{self, Wake, SIGNAL_CHECK};
 #[derive(Clone, Copy)]
 pub(crate) struct Api {
     pub(crate) name: &'static str,
+    /// What the call waits for, where it has no name of its own.
+    waits_for: &'static str,
     instead: &'static str,
     /// In a `to_thread` worker, the call runs on the worker's home loop (only the
     /// module-level `blockon.run()`: a method names its loop thread).
@@ -43,36 +45,42 @@ impl Api {
     /// `blockon.run()`, the module-level function.
     pub(crate) const RUN: Api = Api {
         name: "blockon.run()",
+        waits_for: "the awaitable",
         instead: RUN_INSTEAD,
         follows_home: true,
     };
     /// `LoopThread.run()`, the method.
     pub(crate) const LOOP_THREAD_RUN: Api = Api {
         name: "LoopThread.run()",
+        waits_for: "the awaitable",
         instead: RUN_INSTEAD,
         follows_home: false,
     };
     /// `next()` on what `wrap_iter` returned.
     pub(crate) const ITER_NEXT: Api = Api {
         name: "next() on a blockon.wrap_iter() iterator",
+        waits_for: "the async iterator",
         instead: "Iterate the async iterable with `async for` instead.",
         follows_home: false,
     };
     /// Closing what `wrap_iter` returned.
     pub(crate) const ITER_CLOSE: Api = Api {
         name: "close() of a blockon.wrap_iter() iterator",
+        waits_for: "the async iterator",
         instead: "Iterate the async iterable with `async for` instead.",
         follows_home: false,
     };
     /// Entering what `wrap_context` returned.
     pub(crate) const CONTEXT_ENTER: Api = Api {
         name: "entering a blockon.wrap_context() manager",
+        waits_for: "the async context manager",
         instead: "Use `async with` on the async context manager instead.",
         follows_home: false,
     };
     /// Exiting what `wrap_context` returned.
     pub(crate) const CONTEXT_EXIT: Api = Api {
         name: "exiting a blockon.wrap_context() manager",
+        waits_for: "the async context manager",
         instead: "Use `async with` on the async context manager instead.",
         follows_home: false,
     };
@@ -421,7 +429,8 @@ fn warn_blocked(py: Python<'_>, how: &Waiting<'_>) -> PyResult<()> {
     let Some((seconds, blocked)) = &how.blocked else {
         return Ok(());
     };
-    let what = qualname(&how.what).map_or_else(|| "the awaitable".to_owned(), |n| format!("'{n}'"));
+    let what =
+        qualname(&how.what).map_or_else(|| how.api.waits_for.to_owned(), |n| format!("'{n}'"));
     let message = format!(
         "{} has blocked the running event loop {} for {seconds} s while it waits for {what} \
          on blockon's loop thread; no other task on that loop can run meanwhile. {}",
