@@ -190,6 +190,11 @@ impl Session {
             }
             let event_loop = this.core.event_loop.bind(py);
             let task = event_loop.call_method(intern!(py, "create_task"), (slf,), Some(&kwargs))?;
+            // The task is parked whenever its bridge is idle, and a bridge dropped in a
+            // reference cycle is collected with it: asyncio's "Task was destroyed but it is
+            // pending!" would then only alarm. Whoever still waits is told by the session's
+            // `Drop`, and asyncio finalizes an async generator subject with its own hook.
+            let _ = task.setattr(intern!(py, "_log_destroy_pending"), false);
             lock(&this.state).task = Some(PyWeakrefReference::new(&task)?.unbind());
             Ok(())
         } else {
@@ -507,13 +512,17 @@ impl Session {
         call.is_some_and(|call| call.is_abandoned())
     }
 
-    #[classattr]
-    fn __qualname__() -> &'static str {
+    /// What asyncio shows for the session's task (`coro=<blockon.session()>`). Getters, as
+    /// the driver's: a class attribute of this name would rename the class itself.
+    #[getter]
+    #[allow(clippy::unused_self)] // a getter is a method, whatever it reads
+    fn __qualname__(&self) -> &'static str {
         "blockon.session"
     }
 
-    #[classattr]
-    fn __name__() -> &'static str {
+    #[getter]
+    #[allow(clippy::unused_self)]
+    fn __name__(&self) -> &'static str {
         "blockon.session"
     }
 }
