@@ -114,6 +114,14 @@ def test_map_applies_the_rule(value):
         blockon.map(answer, [1], timeout=value)
 
 
+@pytest.mark.parametrize("value", [True, "1", math.nan])
+def test_gather_applies_the_rule_and_closes_the_coroutines(value):
+    unrun = Unrun()
+    with pytest.raises((TypeError, ValueError), match=r"^blockon\.gather\(\): timeout must be"):
+        blockon.gather(unrun.coro, timeout=value)
+    unrun.assert_closed_unrun()
+
+
 def test_map_with_a_timeout_beyond_any_deadline(lt):
     assert list(lt.map(answer, [1, 2], timeout=10**400)) == [1, 2]
 

@@ -339,6 +339,7 @@ def gather(
     __tracebackhide__ = True
     try:
         limit = _check_limit(limit)
+        timeout = _blockon._timeout_arg(timeout, "blockon.gather()")
     except (TypeError, ValueError):
         _close_coroutines(aws)
         raise
