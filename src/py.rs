@@ -16,7 +16,7 @@ pub(crate) struct Cached {
     /// `asyncio.current_task`.
     pub(crate) current_task: Py<PyAny>,
     /// `asyncio.tasks._enter_task` and `_leave_task` (C-accelerated), if this Python has
-    /// them: they make a task current, for the eager first step (see `calls`).
+    /// them: they make a task current, for the eager first step (see `eager_task`).
     pub(crate) enter_task: Option<Py<PyAny>>,
     pub(crate) leave_task: Option<Py<PyAny>>,
     /// `contextvars.copy_context`.
