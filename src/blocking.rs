@@ -202,7 +202,8 @@ pub(crate) fn on_loop(
         } else {
             // Interrupted (Ctrl-C) inside the call, perhaps after it queued the start: the
             // awaitable may be running on the loop already. Cancel it there, as Ctrl-C does.
-            after_interrupt(py, call.as_ref(), how, &err, &cancel, Some(&alive))?;
+            let ctrl_c = err.is_instance_of::<PyKeyboardInterrupt>(py);
+            give_up(py, call.as_ref(), how, ctrl_c, &cancel, Some(&alive))?;
         }
         return Err(err);
     }
@@ -277,14 +278,14 @@ fn wait(
                         Ok(outcome) => deliver(py, outcome),
                         Err(interrupt) => {
                             // Ctrl-C while the timeout's cleanup ran: the cancel is sent.
-                            after_interrupt(py, call, how, &interrupt, &|_| Ok(()), alive)?;
+                            let ctrl_c = interrupt.is_instance_of::<PyKeyboardInterrupt>(py);
+                            give_up(py, call, how, ctrl_c, &|_| Ok(()), alive)?;
                             Err(interrupt)
                         }
                     };
                 }
                 if how.caller_cancelled()? {
-                    cancel(py)?;
-                    let _ = cleanup(py, call, deadline_after(Some(how.grace)), alive);
+                    give_up(py, call, how, false, cancel, alive)?;
                     let cancelled = cached(py)?.asyncio_cancelled.bind(py).clone();
                     return Err(PyErr::from_type(cancelled, ()));
                 }
@@ -308,7 +309,8 @@ fn wait(
             }
         };
         // Ctrl-C (or a warning turned error): cancel, give the cleanup its grace, re-raise.
-        after_interrupt(py, call, how, &interrupt, cancel, alive)?;
+        let ctrl_c = interrupt.is_instance_of::<PyKeyboardInterrupt>(py);
+        give_up(py, call, how, ctrl_c, cancel, alive)?;
         return Err(interrupt);
     }
 }
@@ -317,21 +319,22 @@ fn wait(
 /// Most cleanups finish in well under this, and then nothing is printed.
 const QUIET_CLEANUP: Duration = Duration::from_millis(100);
 
-/// After an exception from a signal handler (Ctrl-C) or a warning turned error: cancels the
-/// awaitable and gives its cleanup the grace period.
+/// After Ctrl-C, another exception from a signal handler or a warning turned error, or the
+/// caller's own task being cancelled: cancels the awaitable and gives its cleanup the grace
+/// period.
 ///
-/// A cleanup that takes longer than a moment is announced on stderr, because the user
-/// pressed Ctrl-C and otherwise sees nothing happen for the whole grace period; a second
-/// Ctrl-C stops the wait. A call whose cleanup was not waited out is marked abandoned, so the
-/// loop thread's shutdown at interpreter exit does not wait for it a second time.
+/// After Ctrl-C (`ctrl_c`), a cleanup that takes longer than a moment is announced on
+/// stderr, because the user otherwise sees nothing happen for the whole grace period; a
+/// second Ctrl-C stops the wait. A call whose cleanup was not waited out is marked abandoned,
+/// so the loop thread's shutdown at interpreter exit does not wait for it a second time.
 ///
-/// An error is only one from `cancel` itself; the second Ctrl-C is swallowed here, the
-/// caller raises the first.
-fn after_interrupt(
+/// An error is only one from `cancel` itself; a second Ctrl-C is swallowed here, the caller
+/// raises the first.
+fn give_up(
     py: Python<'_>,
     call: &Call,
     how: &Waiting<'_>,
-    interrupt: &PyErr,
+    ctrl_c: bool,
     cancel: Check<'_>,
     alive: Option<Check<'_>>,
 ) -> PyResult<()> {
@@ -343,7 +346,7 @@ fn after_interrupt(
         Err(_) => false,
         Ok(None) if quiet_until == deadline => false,
         Ok(None) => {
-            if interrupt.is_instance_of::<PyKeyboardInterrupt>(py) {
+            if ctrl_c {
                 announce_cleanup_wait(py, how);
             }
             matches!(cleanup(py, call, deadline, alive), Ok(Some(_)))
