@@ -29,7 +29,8 @@ P = inspect.Parameter
 def test_all_is_a_tuple_of_public_names_only():
     assert isinstance(blockon.__all__, tuple)
     assert len(set(blockon.__all__)) == len(blockon.__all__), "duplicates in __all__"
-    assert set(blockon.__all__) == SPEC_NAMES
+    # `map` is public as `blockon.map`, but a star import must not shadow the builtin.
+    assert set(blockon.__all__) == SPEC_NAMES - {"map"}
     assert list(blockon.__all__) == sorted(blockon.__all__), "keep it sorted"
 
 
@@ -54,6 +55,14 @@ def test_star_import_gives_exactly_all():
     exec("from blockon import *", namespace)
     namespace.pop("__builtins__", None)
     assert set(namespace) == set(blockon.__all__)
+    assert "map" not in namespace, "a star import must not shadow the builtin map"
+
+
+def test_public_objects_report_the_public_module():
+    for name in sorted(EXPECTED_PUBLIC_NAMES):
+        assert getattr(blockon, name).__module__ == "blockon", name
+    for name in ("gather", "map", "sync", "wrap_iter", "wrap_context", "enter_context", "close"):
+        assert getattr(blockon.LoopThread, name).__module__ == "blockon", name
 
 
 def describe(signature):
