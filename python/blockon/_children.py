@@ -20,6 +20,17 @@ if TYPE_CHECKING:
     from typing import Any
 
 
+class Failed:
+    """A failure handed to the sync side as a value (returned by the gather coroutine,
+    yielded by the map generator), not raised: the sync side raises ``exc``, so the
+    traceback shows the awaitable's own frames and not the loop side's."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
 def caught(exc: BaseException) -> BaseException | None:
     """What an exception that ended a child becomes in the results.
 

@@ -16,23 +16,13 @@ import threading
 from collections.abc import Awaitable
 
 from ._arguments import awaitables, check_limit, close_coroutines
-from ._children import cancel_and_drain, caught
+from ._children import Failed, cancel_and_drain, caught
 
 # typing is for the type checker only: CPython 3.14's asyncio no longer imports it, and at
 # run time it would add about 3 ms to `import blockon` (docs/how-it-works.md).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-
-
-class Failed:
-    """Returned (not raised) by the gather coroutine: the sync side raises ``exc``, so the
-    traceback shows the awaitable's frames, not the gather coroutine's."""
-
-    __slots__ = ("exc",)
-
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
 
 
 _NEW, _RUNNING, _ABANDONED = 0, 1, 2

@@ -13,11 +13,12 @@ import asyncio
 import collections
 import contextlib
 import inspect
-import reprlib
 import types
 from asyncio import tasks as _tasks
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, InvalidStateError
+
+from ._arguments import not_awaitable
 
 # typing is for the type checker only: CPython 3.14's asyncio no longer imports it, and at
 # run time it would add about 3 ms to `import blockon` (docs/how-it-works.md).
@@ -34,7 +35,7 @@ def awaitable_iterator(obj: object, api: str) -> Iterator[Any]:
         return obj  # a generator-based coroutine (@types.coroutine)
     await_ = getattr(type(obj), "__await__", None)
     if await_ is None:
-        raise TypeError(_not_awaitable(obj, api))
+        raise TypeError(not_awaitable(obj, api))
     iterator = await_(obj)
     if not isinstance(iterator, collections.abc.Iterator):
         raise TypeError(
@@ -42,33 +43,6 @@ def awaitable_iterator(obj: object, api: str) -> Iterator[Any]:
             "not an iterator, so it cannot be awaited"
         )
     return iterator
-
-
-def _not_awaitable(obj: object, api: str) -> str:
-    where = f"blockon.{api}()"
-    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or "f"
-    if inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(
-        getattr(obj, "__call__", None)  # noqa: B004 - an object whose __call__ is async
-    ):
-        return (
-            f"{where} needs an awaitable, but got the async function {name!r} itself. "
-            f"Notice the missing parentheses; call it: {api}(f()), here {api}({name}(...))"
-        )
-    if inspect.isasyncgen(obj) or inspect.isasyncgenfunction(obj):
-        return (
-            f"{where} needs an awaitable, but got an async generator "
-            f"{'function ' if callable(obj) else ''}{name!r}, which is iterated, not awaited: "
-            "use `for item in blockon.wrap_iter(agen):` instead"
-        )
-    if callable(obj):
-        return (
-            f"{where} needs an awaitable, but got {name!r}, which is not an async function; "
-            "call it directly, or pass the coroutine an async function returns"
-        )
-    return (
-        f"{where} needs an awaitable (a coroutine object, Task or Future), "
-        f"got {type(obj).__name__!r}: {reprlib.repr(obj)}"
-    )
 
 
 # --------------------------------------------------------------------------- re-entrant running

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Itera
 
 from . import _blockon
 from ._arguments import check_limit, close_coroutines, name_of, timeout_arg, type_name
-from ._children import cancel_and_drain, caught
+from ._children import Failed, cancel_and_drain, caught
 
 # typing is for the type checker only: CPython 3.14's asyncio no longer imports it, and at
 # run time it would add about 3 ms to `import blockon` (docs/how-it-works.md).
@@ -164,11 +164,12 @@ async def _map_async(
             ok, value = _outcome_of(task)
             del task
             if not ok:
-                raise value
+                yield Failed(value)
+                return
             yield value
             del value
         if input_error is not None:
-            raise input_error
+            yield Failed(input_error)
     finally:
         waiter = None
         window.clear()
@@ -212,10 +213,10 @@ def start(
     bound = check_limit(limit) or DEFAULT_MAP_LIMIT
     deadline = None if seconds is None else called + seconds
     agen = _map_async(fn, zip(*iterables, strict=False), bound, ordered, deadline, timeout)
-    return _closing(loop_thread, _blockon.IterBridge(loop_thread, agen, 0))
+    return _results(loop_thread, _blockon.IterBridge(loop_thread, agen, 0))
 
 
-def _closing(loop_thread: _blockon.LoopThreadBase, bridge: Iterator[T]) -> Generator[T, None, None]:
+def _results(loop_thread: _blockon.LoopThreadBase, bridge: Iterator[T]) -> Generator[T, None, None]:
     """The native ``wrap_iter`` bridge, closed explicitly when iteration ends for any reason.
 
     The native bridge closes itself when dropped, but a bridge dropped while an exception is
@@ -231,7 +232,9 @@ def _closing(loop_thread: _blockon.LoopThreadBase, bridge: Iterator[T]) -> Gener
     try:
         # Not ``yield from``: that would close the bridge itself on GeneratorExit, outside
         # the handling below.
-        for item in bridge:  # noqa: UP028
+        for item in bridge:
+            if type(item) is Failed:
+                raise item.exc  # raised here, so the traceback shows the awaitable's frames
             yield item
         report = True
     except GeneratorExit:
