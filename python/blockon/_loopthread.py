@@ -9,7 +9,6 @@ their arguments and hand the work to the modules named for them.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterable, Awaitable, Callable, Generator, Iterable, Iterator
 from contextlib import AbstractContextManager as ContextManager
 from types import TracebackType
@@ -62,12 +61,8 @@ class LoopThread(LoopRunner):
             )
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, got {type_name(name)}")
-        self._loop_factory = loop_factory
-        self._name = name
+        super().__init__(loop_factory, name)
         self.blocked_warning = blocked_warning
-        self._entered: list[_blockon.ContextBridge[Any]] = []
-        self._entered_lock = threading.Lock()
-        self._register_live()
 
     @property
     def name(self) -> str:

@@ -18,6 +18,7 @@ import traceback
 import weakref
 
 from . import _blockon
+from ._arguments import type_name
 
 # typing is for the type checker only: CPython 3.14's asyncio no longer imports it, and at
 # run time it would add about 3 ms to `import blockon` (docs/how-it-works.md).
@@ -40,26 +41,49 @@ _live: weakref.WeakSet[LoopRunner] = weakref.WeakSet()
 class LoopRunner(_blockon.Portal):  # renamed LoopThreadBase in the engine
     """The thread body of a loop thread: start the loop, run it, shut it down."""
 
-    _loop_factory: Callable[[], asyncio.AbstractEventLoop] | None
-    _name: str
-
-    def _register_live(self) -> None:
+    def __init__(
+        self, loop_factory: Callable[[], asyncio.AbstractEventLoop] | None, name: str
+    ) -> None:
+        self._loop_factory = loop_factory
+        self._name = name
+        #: What ``enter_context`` entered, oldest first (``LoopThread`` exits them).
+        self._entered: list[_blockon.ContextBridge[Any]] = []
+        self._entered_lock = threading.Lock()
         _live.add(self)
+
+    def _forget_entered(self) -> None:
+        """In a forked child: what the parent entered lives on the parent's loop, which the
+        child does not have; the parent exits it, the child lets it go."""
+        self._entered_lock = threading.Lock()  # the parent may have held it at the fork
+        self._entered = []
 
     def _spawn(self) -> None:
         threading.Thread(target=self._main, name=self._name, daemon=True).start()
 
     def _main(self) -> None:
         loop: asyncio.AbstractEventLoop | None = None
+        ours = False  # whether the loop is ours to close if starting fails
         try:
             factory = self._loop_factory or asyncio.new_event_loop
-            loop = factory()
-            if not isinstance(loop, asyncio.AbstractEventLoop):
-                raise TypeError(f"loop_factory returned {type(loop).__name__!r}, not an event loop")
+            made = factory()
+            if not isinstance(made, asyncio.AbstractEventLoop):
+                raise TypeError(
+                    f"loop_factory returned {type_name(made)}, not an event loop: pass a "
+                    "callable that makes a new loop, such as asyncio.new_event_loop"
+                )
+            if made.is_running() or made.is_closed():
+                # Someone else's loop: touching it (a reader, a shutdown) would break them.
+                state = "already running" if made.is_running() else "closed"
+                raise RuntimeError(
+                    f"loop_factory of {self!r} returned {made!r}, which is {state}; a "
+                    "LoopThread runs a new loop of its own: pass a callable that makes one "
+                    "each time, such as asyncio.new_event_loop or uvloop.new_event_loop"
+                )
+            loop, ours = made, True
             fd = self._attach(loop)
             if isinstance(loop, _SelectorLoop):
                 # A stdlib loop: it drains the inbox from its selector, and spins briefly
-                # before it sleeps (see hot.rs).
+                # before it sleeps (see the engine's selector).
                 loop.add_reader(fd, self._drain)
                 loop._selector = self._hot_selector(loop._selector)  # type: ignore[attr-defined]
             else:
@@ -68,7 +92,7 @@ class LoopRunner(_blockon.Portal):  # renamed LoopThreadBase in the engine
                 loop.add_reader(fd, self._on_wake, loop)
         except BaseException as exc:
             try:
-                if isinstance(loop, asyncio.AbstractEventLoop):
+                if ours and loop is not None:
                     loop.close()
             finally:
                 self._start_failed(exc)
@@ -148,4 +172,10 @@ def register(factory: Callable[[], Any]) -> None:
     register_early = getattr(threading, "_register_atexit", atexit.register)
     register_early(_blockon._interpreter_exiting)
     if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_blockon._after_fork_in_child)
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _after_fork_in_child() -> None:
+    _blockon._after_fork_in_child()
+    for loop_thread in list(_live):
+        loop_thread._forget_entered()
