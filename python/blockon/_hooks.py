@@ -2,7 +2,7 @@
 
 - ``awaitable_iterator``: what to drive for a non-coroutine awaitable, and the error messages
   that teach when something else was passed.
-- ``drive_until``: re-entrant running on the caller's own loop (SPEC section 2).
+- ``drive_until``: re-entrant running on the caller's own loop.
 - ``settle_future``, ``link_future``, ``attach_task``: the ``concurrent.futures.Future``
   handed out by ``submit``.
 """
