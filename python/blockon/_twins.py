@@ -193,10 +193,7 @@ class CoroTwin(TwinFunction):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True
-        if args:
-            args = _unwrap_args(args)
-        if kwargs:
-            kwargs = _unwrap_kwargs(kwargs)
+        args, kwargs = _unwrap_args(args), _unwrap_kwargs(kwargs)
         if self._adopt is None:
             return self._run(self._fn(*args, **kwargs))
         return self._adopt(self._run(self._fn(*args, **kwargs)))
@@ -214,10 +211,7 @@ class GenTwin(TwinFunction):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Generator[Any, Any, None]:
         __tracebackhide__ = True
-        if args:
-            args = _unwrap_args(args)
-        if kwargs:
-            kwargs = _unwrap_kwargs(kwargs)
+        args, kwargs = _unwrap_args(args), _unwrap_kwargs(kwargs)
         agen = self._fn(*args, **kwargs)
         return drive(_blockon.IterBridge(self._loop_thread, agen, 0), agen, self._adopt)
 
@@ -228,10 +222,7 @@ class CallTwin(TwinFunction):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True
-        if args:
-            args = _unwrap_args(args)
-        if kwargs:
-            kwargs = _unwrap_kwargs(kwargs)
+        args, kwargs = _unwrap_args(args), _unwrap_kwargs(kwargs)
         value, itself = self._run(_call(self._fn, args, kwargs))
         assert self._adopt is not None
         return self._adopt(value, itself)
