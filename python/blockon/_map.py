@@ -213,10 +213,10 @@ def start(
     bound = check_limit(limit) or DEFAULT_MAP_LIMIT
     deadline = None if seconds is None else called + seconds
     agen = _map_async(fn, zip(*iterables, strict=False), bound, ordered, deadline, timeout)
-    return _results(loop_thread, _blockon.IterBridge(loop_thread, agen, 0))
+    return results(loop_thread, _blockon.IterBridge(loop_thread, agen, 0))
 
 
-def _results(loop_thread: _blockon.LoopThreadBase, bridge: Iterator[T]) -> Generator[T, None, None]:
+def results(loop_thread: _blockon.LoopThreadBase, bridge: Iterator[T]) -> Generator[T, None, None]:
     """The native ``wrap_iter`` bridge, closed explicitly when iteration ends for any reason.
 
     The native bridge closes itself when dropped, but a bridge dropped while an exception is
