@@ -15,6 +15,7 @@ from types import TracebackType
 
 from . import _blockon, _bridges, _gather, _map, _sync
 from ._arguments import type_name
+from ._children import Failed
 from ._running import LoopRunner, register
 
 # typing is for the type checker only: CPython 3.14's asyncio no longer imports it, and at
@@ -218,7 +219,7 @@ class LoopThread(LoopRunner):
         except BaseException:
             batch.abandon()
             raise
-        if isinstance(out, _gather.Failed):
+        if isinstance(out, Failed):
             raise out.exc  # raised here, so the traceback shows the awaitable's own frames
         return out
 

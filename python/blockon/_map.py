@@ -216,7 +216,9 @@ def start(
     return results(loop_thread, _blockon.IterBridge(loop_thread, agen, 0))
 
 
-def results(loop_thread: _blockon.LoopThreadBase, bridge: Iterator[T]) -> Generator[T, None, None]:
+def results(
+    loop_thread: _blockon.LoopThreadBase, bridge: Iterator[Any]
+) -> Generator[Any, None, None]:
     """The native ``wrap_iter`` bridge, closed explicitly when iteration ends for any reason.
 
     The native bridge closes itself when dropped, but a bridge dropped while an exception is

@@ -51,6 +51,10 @@ class LoopRunner(_blockon.Portal):  # renamed LoopThreadBase in the engine
         self._entered_lock = threading.Lock()
         _live.add(self)
 
+    if TYPE_CHECKING:
+
+        def close(self, timeout: float | None = None) -> None: ...
+
     def _forget_entered(self) -> None:
         """In a forked child: what the parent entered lives on the parent's loop, which the
         child does not have; the parent exits it, the child lets it go."""
