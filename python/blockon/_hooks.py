@@ -13,6 +13,8 @@ import asyncio
 import collections
 import contextlib
 import inspect
+import sys
+import threading
 import types
 from asyncio import tasks as _tasks
 from collections.abc import Callable, Iterator
@@ -36,6 +38,12 @@ def awaitable_iterator(obj: object, api: str) -> Iterator[Any]:
     await_ = getattr(type(obj), "__await__", None)
     if await_ is None:
         raise TypeError(not_awaitable(obj, api))
+    if isinstance(obj, asyncio.Task) and obj is _current_task():
+        raise RuntimeError(
+            f"blockon.{api}() was given the task that is calling it ({obj!r}): a task cannot "
+            "wait for itself. Run the work as a coroutine of its own instead: "
+            f"{api}(work()), not {api}(asyncio.current_task())"
+        )
     iterator = await_(obj)
     if not isinstance(iterator, collections.abc.Iterator):
         raise TypeError(
@@ -43,6 +51,14 @@ def awaitable_iterator(obj: object, api: str) -> Iterator[Any]:
             "not an iterator, so it cannot be awaited"
         )
     return iterator
+
+
+def _current_task() -> asyncio.Task[Any] | None:
+    """The task running in this thread, if a loop runs here."""
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no running loop
+        return None
 
 
 # --------------------------------------------------------------------------- re-entrant running
@@ -57,6 +73,20 @@ _leave_task: Callable[[asyncio.AbstractEventLoop, asyncio.Task[Any]], None] | No
 
 def _noop() -> None:
     pass
+
+
+class _Nesting(threading.local):
+    """How many ``drive_until`` calls are running in this thread, one inside the other."""
+
+    depth = 0
+
+
+_nesting = _Nesting()
+
+#: Python frames one level of re-entrant running takes, at most (the driver's loop step,
+#: the task step, the user's coroutine and sync code, and blockon's entry), so that the
+#: nesting limit leaves Python's own recursion limit out of reach.
+_FRAMES_PER_LEVEL = 12
 
 
 def _reentry_points(loop: asyncio.AbstractEventLoop) -> tuple[Callable[[], None], Any]:
@@ -114,6 +144,14 @@ def drive_until(
     """
     run_once, ready = _reentry_points(loop)
     assert _enter_task is not None and _leave_task is not None
+    if _nesting.depth >= max(8, sys.getrecursionlimit() // _FRAMES_PER_LEVEL):
+        # Stop before Python's own limit strikes inside a loop step, which would lose the
+        # step's handle (its task never runs again) and fail again at each level's cleanup.
+        cancel()
+        raise RecursionError(
+            f"blockon: {_nesting.depth} re-entrant run() calls are nested on {loop!r}; "
+            "a coroutine that calls run() on its own loop, recursively, is the usual cause"
+        )
     outer = asyncio.current_task(loop)
     fired = False
 
@@ -127,17 +165,23 @@ def drive_until(
     outer_cancelled = False
     if outer is not None:
         _leave_task(loop, outer)
+    _nesting.depth += 1
     try:
         while not done():
             run_once()
             if not outer_cancelled and outer is not None and outer.cancelling() > outer_cancels:
                 outer_cancelled = True
                 cancel()
+    except RecursionError:
+        # Too deep to step the loop here: the cancelled work finishes in an outer step.
+        cancel()
+        raise
     except BaseException:
         cancel()
         _finish_within(loop, run_once, done, grace)
         raise
     finally:
+        _nesting.depth -= 1
         if timer is not None:
             timer.cancel()
         _pad_ready(loop, ready, queued)
