@@ -130,9 +130,11 @@ class LoopRunner(_blockon.Portal):  # renamed LoopThreadBase in the engine
                         }
                     )
         finally:
-            loop.remove_reader(fd)
-            loop.close()
-            self._stopped()
+            try:
+                loop.remove_reader(fd)
+                loop.close()
+            finally:
+                self._stopped()  # whatever happened, callers must learn the thread is gone
 
 
 def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
