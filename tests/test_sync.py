@@ -2,7 +2,10 @@
 
 Rule by rule, over hand-written fakes. Real loops only (the default loop thread, a debug stdlib
 ``LoopThread``, a uvloop one); threads and loops are synchronised with events and barriers,
-never sleeps. The two real libraries are in ``test_sync_real_libraries.py``.
+never sleeps. The two real libraries are in ``test_sync_real_libraries.py``; call results that
+are awaitable and also async context managers or async iterables (``with`` and ``for`` on
+them) in ``test_sync_with_and_for.py``; twins of real SDKs against real servers in
+``test_sync_real_servers.py``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import threading
 import types
 import warnings
 import weakref
-from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -898,119 +900,6 @@ def test_constructor_errors_propagate(target):
 
     with pytest.raises(Boom, match="init"):
         target.api.sync(Broken)()
-
-
-# --- awaitable async context managers --------------------------------------------------------
-
-
-class OpensItself:
-    """Like aiosqlite.connect() / asyncpg.create_pool(): awaiting it opens it and returns it,
-    and its __aenter__ is that same await."""
-
-    def __init__(self, log: list[str]) -> None:
-        self.log = log
-        self.awaits = 0
-
-    def __await__(self) -> Generator[Any, None, OpensItself]:
-        return self._open().__await__()
-
-    async def _open(self) -> OpensItself:
-        self.awaits += 1
-        if self.awaits > 1:
-            raise RuntimeError("opened twice")
-        self.log.append("open")
-        return self
-
-    async def __aenter__(self) -> OpensItself:
-        return await self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        self.log.append("exit")
-
-    async def query(self, q: str) -> str:
-        self.log.append(q)
-        return q.upper()
-
-
-class Response:
-    async def __aenter__(self) -> Response:
-        self.entered = True
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        self.released = True
-
-    async def text(self) -> str:
-        return "body"
-
-
-class RequestManager:
-    """Like aiohttp's `session.get()`: awaitable (gives a Response) and an async context
-    manager (enters the Response)."""
-
-    def __init__(self, log: list[str]) -> None:
-        self.log = log
-
-    def __await__(self):
-        return self._send().__await__()
-
-    async def _send(self) -> Response:
-        self.log.append("request")
-        return Response()
-
-    async def __aenter__(self) -> Response:
-        raise AssertionError("the twin awaited the request already")
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        raise AssertionError("the twin exits the response, not the request")
-
-
-def make_driver() -> types.ModuleType:
-    driver = types.ModuleType("fake_driver", "A fake async driver.")
-    log: list[str] = []
-
-    def connect() -> OpensItself:
-        return OpensItself(log)
-
-    def request() -> RequestManager:
-        return RequestManager(log)
-
-    vars(driver).update(log=log, connect=connect, request=request)
-    return driver
-
-
-def test_awaitable_context_manager_is_awaited_at_once(target):
-    driver = target.api.sync(make_driver())
-    conn = driver.connect()
-    conn.query("a")
-    driver.connect().query("b")
-    assert driver.log == ["open", "a", "open", "b"]  # in call order
-
-
-def test_with_does_not_reenter_what_the_await_returned_itself(target):
-    driver = target.api.sync(make_driver())
-    with driver.connect() as conn:
-        assert conn.query("q") == "Q"
-    assert driver.log == ["open", "q", "exit"]
-    assert conn.__wrapped__.awaits == 1
-
-
-def test_with_uses_the_awaited_objects_own_manager(target):
-    driver = target.api.sync(make_driver())
-    with driver.request() as response:
-        assert driver.log == ["request"]
-        assert response.text() == "body"
-        assert response.__wrapped__.entered
-    assert response.__wrapped__.released
-
-
-def test_a_constructor_whose_instances_open_by_await(target):
-    log: list[str] = []
-    Conn = target.api.sync(OpensItself)
-    with Conn(log) as conn:
-        assert isinstance(conn, Conn)
-        conn.query("x")
-    assert log == ["open", "x", "exit"]
 
 
 # --- modules -------------------------------------------------------------------------------

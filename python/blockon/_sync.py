@@ -4,11 +4,13 @@ attribute reads become.
 - an async function becomes a function, an async generator function a generator function
   whose ``send``/``throw``/``close`` map to ``asend``/``athrow``/``aclose`` in lockstep;
 - a class, instance or module becomes a twin whose attributes are twinned by the same rules
-  and whose call results are: awaited if awaitable (an awaitable that is also an async
-  context manager is awaited at once; when the await returned the object itself, ``with``
-  on its twin does not enter it again and only exits it); bridged if an async generator;
-  twinned if an object with async methods (an async context manager or async iterable
-  counts as one); returned as they are otherwise;
+  and whose call results are: awaited if awaitable; bridged if an async generator; twinned
+  if an object with async methods (an async context manager or async iterable counts as
+  one); returned as they are otherwise. A result that is awaitable and also an async
+  context manager or async iterable mirrors what the caller does with it (``_callsite``
+  reads that): entered by ``with``, it is twinned unawaited, so ``with`` is ``async with``
+  on it; iterated, likewise, so iteration is ``async for``; anything else awaits it at the
+  call;
 - sync callables and plain data pass through unchanged.
 
 A twin is bound to the loop thread it was made from and does all its work there through
@@ -119,15 +121,16 @@ class Registry:
 
     # --- what call results and attribute reads become
 
-    def adopt(self, value: Any, itself: bool = False) -> Any:
-        """A call result (already awaited), an iterator item, or what ``__aenter__`` gave."""
+    def adopt(self, value: Any) -> Any:
+        """A call result (awaited, or left for ``with`` or ``for``), an iterator item, or what
+        ``__aenter__`` gave."""
         kind = type(value)
         if kind in PLAIN:
             return value
         if kind is types.AsyncGeneratorType:
             return drive(_blockon.IterBridge(self.loop_thread, value, 0), value, self.adopt)
         if _is_async_type(kind):
-            return self.twin_of(value, itself)
+            return self.twin_of(value)
         return value
 
     def adopt_attr(self, value: Any) -> Any:
@@ -163,7 +166,7 @@ class Registry:
 
     # --- twins of objects
 
-    def twin_of(self, target: Any, itself: bool = False, cls: type | None = None) -> Any:
+    def twin_of(self, target: Any, cls: type | None = None) -> Any:
         """The one live twin of ``target``, made if there is none (an instance of ``cls``,
         by default the twin class of ``type(target)``)."""
         key = id(target)
@@ -174,15 +177,10 @@ class Registry:
                 and twin._blockon_target is target
                 and (cls is None or isinstance(twin, cls))
             ):
-                if itself:
-                    object.__setattr__(twin, "_blockon_entered", True)
                 return twin
             twin_cls = cls if cls is not None else self.twin_class(type(target))
             twin = object.__new__(twin_cls)
             object.__setattr__(twin, "_blockon_target", target)
-            object.__setattr__(
-                twin, "_blockon_entered", itself and hasattr(type(target), "__aexit__")
-            )
             object.__setattr__(twin, "_blockon_exits", None)
             if key not in self.twins:
                 self.twins[key] = twin

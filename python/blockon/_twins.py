@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 import threading
 import types
 from collections.abc import Callable, Generator
 
 from . import _blockon
+from ._callsite import ITER, WITH, result_use
 
 # typing is for the type checker only: CPython 3.14's asyncio no longer imports it, and at
 # run time it would add about 3 ms to `import blockon` (docs/how-it-works.md).
@@ -33,9 +35,9 @@ if TYPE_CHECKING:
         loop_thread: _blockon.LoopThreadBase
         lock: threading.RLock
 
-        def adopt(self, value: Any, itself: bool = False) -> Any: ...
+        def adopt(self, value: Any) -> Any: ...
         def adopt_attr(self, value: Any) -> Any: ...
-        def twin_of(self, target: Any, itself: bool = False, cls: type | None = None) -> Any: ...
+        def twin_of(self, target: Any, cls: type | None = None) -> Any: ...
         def routine(self, fn: Any) -> TwinFunction: ...
 
 
@@ -85,18 +87,33 @@ def _unwrap_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+def _caller() -> types.FrameType | None:
+    """The frame whose call reached the twin that calls this (the twins' own frames, such
+    as an object's ``__call__``, do not count)."""
+    frame: types.FrameType | None = sys._getframe(2)
+    while frame is not None and frame.f_globals is _GLOBALS:
+        frame = frame.f_back
+    return frame
+
+
 async def _call(
-    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[Any, bool]:
-    """Run on the loop: call ``fn``; await its result if awaitable. Returns the value and
-    whether the await returned the very object it awaited (as ``aiosqlite.connect()`` and
-    ``asyncpg.create_pool()`` do)."""
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], use: str | None
+) -> Any:
+    """Run on the loop: call ``fn``, and await its result if it is awaitable, except when
+    the caller will enter it with ``with`` (``use`` is ``WITH``) and it is an async context
+    manager, or iterate it (``ITER``) and it is an async iterable: then it is returned as it
+    is, so that ``with`` and ``for`` on its twin are ``async with`` and ``async for`` on it,
+    with no await before them."""
     __tracebackhide__ = True
     result = fn(*args, **kwargs)
-    if type(result) in PLAIN or not inspect.isawaitable(result):
-        return result, False
-    value = await result
-    return value, value is result
+    kind = type(result)
+    if kind in PLAIN or not inspect.isawaitable(result):
+        return result
+    if use == WITH and hasattr(kind, "__aenter__") and hasattr(kind, "__aexit__"):
+        return result
+    if use == ITER and hasattr(kind, "__aiter__"):
+        return result
+    return await result
 
 
 def _ended(agen: Any) -> bool:
@@ -219,14 +236,27 @@ class GenTwin(TwinFunction):
 
 class CallTwin(TwinFunction):
     """Twin of a sync callable reached through a class, instance or module twin: called
-    on the loop thread, its result awaited there if awaitable, then adopted."""
+    on the loop thread, its result awaited there if awaitable (unless the caller enters or
+    iterates it, see ``_call``), then adopted."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True
         args, kwargs = _unwrap_args(args), _unwrap_kwargs(kwargs)
-        value, itself = self._run(_call(self._fn, args, kwargs))
+        use = result_use(_caller(), self._is_me, getattr(self, "__name__", None))
+        value = self._run(_call(self._fn, args, kwargs, use))
         assert self._adopt is not None
-        return self._adopt(value, itself)
+        return self._adopt(value)
+
+    def _is_me(self, value: Any) -> bool:
+        """Whether ``value``, what a caller's callee expression finds, is this twin: itself,
+        a method bound to it, the twin class's descriptor that makes those methods, or the
+        wrapped callable (found in a twinned module)."""
+        return (
+            value is self
+            or value is self._fn
+            or getattr(value, "__func__", None) is self
+            or (isinstance(value, _Method) and value.twin is self)
+        )
 
 
 CallTwin._code = CallTwin.__call__.__code__
@@ -326,10 +356,9 @@ class TwinMeta(type):
 class TwinBase(metaclass=TwinMeta):
     """Base of every twin class. A twin holds its wrapped object (``__wrapped__``)."""
 
-    __slots__ = ("__weakref__", "_blockon_entered", "_blockon_exits", "_blockon_target")
+    __slots__ = ("__weakref__", "_blockon_exits", "_blockon_target")
 
     _blockon_target: Any
-    _blockon_entered: bool
     _blockon_exits: dict[int, list[Any]] | None
 
     __wrapped__ = _Wrapped()
@@ -338,12 +367,13 @@ class TwinBase(metaclass=TwinMeta):
         __tracebackhide__ = True
         registry = cls._blockon_registry
         wrapped = cls._blockon_wrapped
-        value, itself = registry.loop_thread.run(
-            _call(wrapped, _unwrap_args(args), _unwrap_kwargs(kwargs))
+        use = result_use(_caller(), lambda value: value is cls or value is wrapped, cls.__name__)
+        value = registry.loop_thread.run(
+            _call(wrapped, _unwrap_args(args), _unwrap_kwargs(kwargs), use)
         )
         if type(value) is wrapped:
-            return registry.twin_of(value, itself, cls)
-        return registry.adopt(value, itself)
+            return registry.twin_of(value, cls)
+        return registry.adopt(value)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass  # the wrapped object was constructed by __new__
@@ -393,24 +423,21 @@ def _exits(twin: TwinBase) -> dict[int, list[Any]]:
     return exits
 
 
-_ALREADY_ENTERED = object()
-
-
 def _twin_enter(self: TwinBase) -> Any:
     __tracebackhide__ = True
     registry = type(self)._blockon_registry
-    if self._blockon_entered:
-        # The await that made this object returned the object itself, and that await is
-        # what its __aenter__ does: do not do it again; exit through __aexit__.
-        object.__setattr__(self, "_blockon_entered", False)
-        _exits(self).setdefault(threading.get_ident(), []).append(_ALREADY_ENTERED)
-        return self
     bridge: _blockon.ContextBridge[Any] = _blockon.ContextBridge(
         registry.loop_thread, self._blockon_target
     )
     value = bridge.__enter__()
-    _exits(self).setdefault(threading.get_ident(), []).append(bridge)
-    return registry.adopt(value)
+    try:
+        entered = registry.adopt(value)
+        _exits(self).setdefault(threading.get_ident(), []).append(bridge)
+    except BaseException as exc:
+        # What __aenter__ acquired cannot be handed over: release it now, through __aexit__.
+        bridge.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    return entered
 
 
 def _twin_exit(self: TwinBase, exc_type: Any, exc: Any, tb: Any) -> bool:
@@ -422,12 +449,9 @@ def _twin_exit(self: TwinBase, exc_type: Any, exc: Any, tb: Any) -> bool:
             f"{self!r} is not in a `with` block in this thread: exit a twin in the thread "
             "that entered it (blockon.wrap_context() gives a manager any thread may exit)"
         )
-    bridge: Any = stack.pop()
+    bridge: _blockon.ContextBridge[Any] = stack.pop()
     if not stack:
         del exits[thread]  # threads come and go: keep no empty stacks
-    if bridge is _ALREADY_ENTERED:
-        registry = type(self)._blockon_registry
-        return bool(registry.loop_thread.run(self._blockon_target.__aexit__(exc_type, exc, tb)))
     return bool(bridge.__exit__(exc_type, exc, tb))
 
 
@@ -534,6 +558,9 @@ class ModuleTwin:
 
 
 TWINS = (TwinBase, ModuleTwin)
+
+#: This module's globals: how ``_caller`` knows the twins' own frames.
+_GLOBALS = globals()
 
 
 def make_class(registry: Rules, cls: type, bases: tuple[type, ...]) -> type[TwinBase]:
