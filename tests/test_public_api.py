@@ -12,6 +12,7 @@ from tests.support import run_script
 #: The whole public surface.
 PUBLIC_NAMES = {
     "LoopThread",
+    "call",
     "default_loop_thread",
     "enter_context",
     "gather",
@@ -25,6 +26,7 @@ PUBLIC_NAMES = {
 }
 #: The module-level functions that are the default loop thread's methods.
 LOOP_THREAD_METHODS = [
+    "call",
     "run",
     "submit",
     "gather",
@@ -64,7 +66,16 @@ def test_star_import_gives_exactly_all():
 def test_public_objects_report_the_public_module():
     for name in sorted(PUBLIC_NAMES):
         assert getattr(blockon, name).__module__ == "blockon", name
-    for name in ("gather", "map", "sync", "wrap_iter", "wrap_context", "enter_context", "close"):
+    for name in (
+        "call",
+        "gather",
+        "map",
+        "sync",
+        "wrap_iter",
+        "wrap_context",
+        "enter_context",
+        "close",
+    ):
         assert getattr(blockon.LoopThread, name).__module__ == "blockon", name
 
 

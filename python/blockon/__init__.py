@@ -10,7 +10,7 @@ once::
 docs/reference.md is the reference of every public name.
 """
 
-from ._api import enter_context, gather, run, submit, sync, wrap_context, wrap_iter
+from ._api import call, enter_context, gather, run, submit, sync, wrap_context, wrap_iter
 from ._api import map as map
 from ._loopthread import LoopThread, default_loop_thread
 from ._to_thread import to_thread
@@ -19,6 +19,7 @@ from ._to_thread import to_thread
 # shadow the builtin.
 __all__ = (
     "LoopThread",
+    "call",
     "default_loop_thread",
     "enter_context",
     "gather",
@@ -36,6 +37,15 @@ __version__ = "0.1.0"
 # private module names (bound methods report their function's).
 for _obj in (LoopThread, default_loop_thread, to_thread, run, submit):
     _obj.__module__ = __name__
-for _name in ("sync", "wrap_context", "enter_context", "wrap_iter", "gather", "map", "close"):
+for _name in (
+    "call",
+    "sync",
+    "wrap_context",
+    "enter_context",
+    "wrap_iter",
+    "gather",
+    "map",
+    "close",
+):
     getattr(LoopThread, _name).__module__ = __name__
 del _obj, _name

@@ -17,6 +17,7 @@ from ._blockon import run, submit
 from ._loopthread import default_loop_thread
 
 __all__ = (
+    "call",
     "enter_context",
     "gather",
     "map",
@@ -29,6 +30,7 @@ __all__ = (
 
 _default = default_loop_thread()
 
+call = _default.call
 enter_context = _default.enter_context
 gather = _default.gather
 map = _default.map

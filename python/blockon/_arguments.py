@@ -107,6 +107,21 @@ def not_awaitable(obj: object, api: str) -> str:
     )
 
 
+def check_callable(fn: object, api: str) -> None:
+    """``fn`` of ``api(fn, *args, **kwargs)``: something to call, not its result."""
+    if callable(fn):
+        return
+    if inspect.iscoroutine(fn):
+        close_coroutines((fn,))
+        raise TypeError(
+            f"blockon.{api}() needs a callable as fn, but got the coroutine {name_of(fn)}(...), "
+            f"an async function already called: pass the function and its arguments, "
+            f"{api}({name_of(fn)}, ...), or run the coroutine with blockon.run(coro)"
+        )
+    hint = ": run it with blockon.run(aw)" if inspect.isawaitable(fn) else ""
+    raise TypeError(f"blockon.{api}() needs a callable as fn, got {type_name(fn)}{hint}")
+
+
 def timeout_arg(timeout: object, api: str) -> float | None:
     if timeout is None:
         return None

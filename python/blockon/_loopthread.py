@@ -13,8 +13,8 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Generator, Itera
 from contextlib import AbstractContextManager as ContextManager
 from types import TracebackType
 
-from . import _blockon, _bridges, _gather, _map, _sync
-from ._arguments import type_name
+from . import _blockon, _bridges, _call, _gather, _map, _sync
+from ._arguments import check_callable, type_name
 from ._children import Failed
 from ._running import LoopRunner, register
 
@@ -119,6 +119,41 @@ class LoopThread(LoopRunner):
         ``TypeError`` (a coroutine is closed first); run it with ``run()`` instead.
         """
         return _sync.sync(self, obj)
+
+    if TYPE_CHECKING:
+
+        @overload
+        def call(
+            self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+        ) -> T: ...
+        @overload
+        def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
+
+    def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Call ``fn(*args, **kwargs)`` on this loop thread and return its result, awaited
+        there first if it is awaitable.
+
+        For objects that bind to the loop of the thread that makes them (a connection pool,
+        a client session, a stub): made here, they belong to this loop thread, where
+        ``run()``, ``sync()`` twins and the bridges use them, e.g.
+        ``pool = call(asyncpg.create_pool, dsn)``. Runs in a copy of the caller's context,
+        and waits as ``run()`` does (from the loop thread itself, re-entrantly).
+
+        Raised when ``fn`` raises, or what it returns raises when awaited: that exception,
+        the same object.
+        Raised when Ctrl-C is pressed while the main thread waits: ``KeyboardInterrupt``,
+        after the awaited work was cancelled and its cleanup ran.
+        Raised when the work is cancelled by something other than the caller:
+        ``concurrent.futures.CancelledError``.
+        Raised when ``fn`` is not callable: ``TypeError`` (a coroutine passed instead of its
+        function is closed first, and the message says what to pass).
+        Raised when the loop thread is closed: ``RuntimeError``.
+        """
+        check_callable(fn, "call")
+        out = self.run(_call.call(fn, args, kwargs))
+        if isinstance(out, Failed):
+            raise out.exc  # raised here, so the traceback shows fn's own frames
+        return out
 
     def wrap_context(self, acm: AsyncContextSource[T]) -> ContextManager[T]:
         """``with`` over an async context manager (or an awaitable returning one).
