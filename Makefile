@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 PYLIBDIR := $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('LIBDIR') or '')")
 
 .DEFAULT_GOAL := help
-.PHONY: help venv build demo test test-rust test-python lint fmt bench bench-matrix matrix clean
+.PHONY: help venv build demo test test-rust test-python lint fmt bench bench-matrix matrix soak clean
 
 help: ## list the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,7 +37,7 @@ test-rust: ## Rust unit tests of the engine's pure-Rust parts
 test-python: ## the pytest suite (warnings are errors, hang guards on)
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
-lint: build ## ruff, mypy, stubtest, cargo fmt --check and clippy
+lint: build ## ruff, mypy (python/blockon and tests), stubtest, cargo fmt --check and clippy
 	$(VENV)/bin/ruff check python tests benches examples
 	$(VENV)/bin/ruff format --check python tests benches examples
 	$(VENV)/bin/mypy
@@ -59,6 +59,9 @@ bench-matrix: venv ## `make bench` on 3.11 and 3.14 (MATRIX="3.11 3.15" for othe
 
 matrix: venv ## the test suite on CPython 3.11-3.15 and free-threaded builds (MATRIX="3.13 3.14t" for some)
 	scripts/matrix.sh $(MATRIX)
+
+soak: build ## the public API mixed across threads for SOAK_MINUTES minutes (10); fails if threads, fds, tasks or RSS grow
+	$(VPY) scripts/soak.py $(SOAK_MINUTES)
 
 clean: ## remove build products and the virtualenv
 	cargo clean

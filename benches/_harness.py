@@ -451,7 +451,7 @@ def replace_block(path: Path, begin: str, end: str, text: str, *, before: str = 
 
 @dataclass
 class Target:
-    """One target from SPEC section 5: ``passed`` is None when it could not be judged."""
+    """One performance target: ``passed`` is None when it could not be judged."""
 
     label: str
     passed: bool | None

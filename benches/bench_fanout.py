@@ -21,7 +21,7 @@ Python allocations during the run above what was allocated before it. ``tracemal
 allocations from every thread, including the loop thread, but not the engine's own Rust
 allocations (a few small structs per call here).
 
-Target (SPEC section 5): ``gather()`` of 10,000 coroutines that each sleep 0.1 s is done in
+Target: ``gather()`` of 10,000 coroutines that each sleep 0.1 s is done in
 under 1 s.
 
 Run on its own: ``python benches/bench_fanout.py [--quick]``; ``run_all.py`` runs it as the

@@ -32,7 +32,7 @@ One section, ``peers``, in three parts, each measured in interleaved rounds, med
   item (helper process), and per-item ``run_coroutine_threadsafe`` as the baseline. asgiref
   and asyncer offer nothing for iterators.
 
-No SPEC targets: these are comparisons. A peer that is not installed is left out with a note.
+No targets: these are comparisons. A peer that is not installed is left out with a note.
 
 Run on its own: ``python benches/bench_peers.py [--quick]``.
 """

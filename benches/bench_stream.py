@@ -8,7 +8,7 @@ interleaved rounds:
 - ``blockon.wrap_iter(agen(), prefetch=0)`` (lockstep: one ``__anext__`` per ``next()``);
 - ``blockon.wrap_iter(agen(), prefetch=256)``.
 
-Targets (SPEC section 5): lockstep at least 3x the items/s of the per-item
+Targets (docs/benchmarks.md): lockstep at least 3x the items/s of the per-item
 ``run_coroutine_threadsafe`` loop, prefetch=256 at least 100x.
 
 Run on its own: ``python benches/bench_stream.py [--quick]``.

@@ -1,4 +1,4 @@
-"""The per-version table of docs/benchmarks.md: the SPEC targets on each CPython.
+"""The per-version table of docs/benchmarks.md: the performance targets on each CPython.
 
 ``run_all.py --row-json FILE`` writes one run's targets as a row file; ``make bench-matrix``
 (scripts/matrix.sh --bench) runs that on every CPython of the matrix and then
@@ -73,7 +73,7 @@ def render(rows: Sequence[dict[str, object]]) -> str:
             "",
             "## Per-version results",
             "",
-            "The SPEC targets on each CPython of the compatibility matrix, from",
+            "The performance targets on each CPython of the compatibility matrix, from",
             "`make bench-matrix`: the same `benches/run_all.py` on each, one after another on",
             "the same machine.",
             f"Machine: {rows[0]['cpu']}, {rows[0]['cores']} cores, {rows[0]['os']}. Ratios of",

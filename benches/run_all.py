@@ -8,7 +8,7 @@
     python benches/run_all.py --wait-quiet 600   # first wait (up to 600 s) for an idle machine
 
 The in-process sections (per_call, nest, threads) run in this process; memory and import run
-in subprocesses of their own. Targets are from SPEC section 5 and print as PASS/FAIL lines.
+in subprocesses of their own. The performance targets print as PASS/FAIL lines.
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def render_markdown(
         f"- blockon: {m['blockon']}; uvloop: {m['uvloop']}",
         f"- Load: {m.get('load', 'not measured')}",
         "",
-        "### Targets (SPEC section 5)",
+        "### Targets",
         "",
         targets_table(sections).markdown(),
         "",
@@ -204,7 +204,7 @@ def main() -> int:
     if total:
         m["load"] = total[0].text() + " (while the benchmarks ran)"
 
-    print("== Targets (SPEC section 5)")
+    print("== Targets")
     for s in sections:
         for tg in s.targets:
             print(f"  {tg.line()}")

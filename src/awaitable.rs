@@ -2,7 +2,7 @@
 //! run, and refusing one bound to a loop that cannot run it.
 //!
 //! A native coroutine (by far the common case) is recognised by its exact type without a
-//! Python call. Anything else goes to `blockon._hooks.awaitable_iterator`, which handles
+//! Python call. Anything else goes to `blockon._arguments.awaitable_iterator`, which handles
 //! Futures, Tasks, objects with `__await__` and generator-based coroutines, and writes the
 //! error messages that teach (an async function passed uncalled, an async generator passed
 //! where a coroutine belongs).

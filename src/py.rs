@@ -1,9 +1,9 @@
 //! The Python objects the engine calls, imported once and cached for the process.
 //!
 //! Keeping every import in one place makes the engine's dependencies on Python visible at a
-//! glance: the stdlib pieces it uses on the hot path, and the small helper module
-//! `blockon._hooks` where the parts that are clearer in Python live (re-entrant loop driving,
-//! settling `concurrent.futures` futures, teaching error messages). It also holds the two
+//! glance: the stdlib pieces it uses on the hot path, and the parts of blockon that are
+//! clearer in Python: `blockon._arguments` (teaching error messages), `blockon._reentry`
+//! (re-entrant loop driving) and `blockon._futures` (the futures `submit` hands out). It also holds the two
 //! helpers every message that names a Python object uses, so they all name it the same way.
 
 use pyo3::prelude::*;
@@ -29,18 +29,18 @@ pub(crate) struct Cached {
     pub(crate) futures_cancelled: Py<PyType>,
     /// `concurrent.futures.Future`, what `submit` returns.
     pub(crate) future_type: Py<PyAny>,
-    /// `blockon._hooks.awaitable_iterator(obj)`: the iterator to drive, or a teaching TypeError.
+    /// `blockon._arguments.awaitable_iterator(obj, api)`: the iterator to drive, or a teaching TypeError.
     pub(crate) awaitable_iterator: Py<PyAny>,
-    /// `blockon._hooks.drive_until(loop, queued, done, cancel, timeout, grace) -> bool`:
+    /// `blockon._reentry.drive_until(loop, queued, done, cancel, timeout, grace) -> bool`:
     /// re-entrant running.
     pub(crate) drive_until: Py<PyAny>,
-    /// `blockon._hooks.check_reentry(loop)`: the RuntimeError for a loop that cannot re-enter.
+    /// `blockon._reentry.check_reentry(loop)`: the RuntimeError for a loop that cannot re-enter.
     pub(crate) check_reentry: Py<PyAny>,
-    /// `blockon._hooks.settle_future(future, kind, value)`.
+    /// `blockon._futures.settle_future(future, kind, value)`.
     pub(crate) settle_future: Py<PyAny>,
-    /// `blockon._hooks.link_future(future) -> link`: ties a `submit` future to its task.
+    /// `blockon._futures.link_future(future) -> link`: ties a `submit` future to its task.
     pub(crate) link_future: Py<PyAny>,
-    /// `blockon._hooks.attach_task(link, loop, task)`: the task exists now.
+    /// `blockon._futures.attach_task(link, loop, task)`: the task exists now.
     pub(crate) attach_task: Py<PyAny>,
     /// `blockon._blockon._spawn_here`, scheduled on foreign loops.
     pub(crate) spawn_here: Py<PyAny>,
@@ -55,7 +55,9 @@ fn attr<'py>(py: Python<'py>, module: &str, name: &str) -> PyResult<Bound<'py, P
 /// The cached objects, imported on first use.
 pub(crate) fn cached(py: Python<'_>) -> PyResult<&Cached> {
     CACHED.get_or_try_init(py, || {
-        let hooks = py.import("blockon._hooks")?;
+        let arguments = py.import("blockon._arguments")?;
+        let reentry = py.import("blockon._reentry")?;
+        let futures = py.import("blockon._futures")?;
         Ok(Cached {
             get_running_loop: attr(py, "asyncio", "_get_running_loop")?.unbind(),
             copy_context: attr(py, "contextvars", "copy_context")?.unbind(),
@@ -72,12 +74,12 @@ pub(crate) fn cached(py: Python<'_>) -> PyResult<&Cached> {
                 .cast_into()?
                 .unbind(),
             future_type: attr(py, "concurrent.futures", "Future")?.unbind(),
-            awaitable_iterator: hooks.getattr("awaitable_iterator")?.unbind(),
-            drive_until: hooks.getattr("drive_until")?.unbind(),
-            check_reentry: hooks.getattr("check_reentry")?.unbind(),
-            settle_future: hooks.getattr("settle_future")?.unbind(),
-            link_future: hooks.getattr("link_future")?.unbind(),
-            attach_task: hooks.getattr("attach_task")?.unbind(),
+            awaitable_iterator: arguments.getattr("awaitable_iterator")?.unbind(),
+            drive_until: reentry.getattr("drive_until")?.unbind(),
+            check_reentry: reentry.getattr("check_reentry")?.unbind(),
+            settle_future: futures.getattr("settle_future")?.unbind(),
+            link_future: futures.getattr("link_future")?.unbind(),
+            attach_task: futures.getattr("attach_task")?.unbind(),
             spawn_here: attr(py, "blockon._blockon", "_spawn_here")?.unbind(),
         })
     })

@@ -2,7 +2,7 @@
 //! thread calling `run()` (or a bridge) on its own loop, run the work on that same loop
 //! while the caller waits.
 //!
-//! The loop stepping itself lives in Python (`blockon._hooks.drive_until`): it is a short
+//! The loop stepping itself lives in Python (`blockon._reentry.drive_until`): it is a short
 //! sequence of asyncio calls whose correctness depends on asyncio's own internals, and reads
 //! best next to them. This side supplies what to start, how to tell it is done and how to
 //! cancel it, and re-raises the outcome from native code so tracebacks show the awaitable's

@@ -1,25 +1,24 @@
-"""Shared fixtures for blockon's test suite.
+"""Fixtures and process-wide set-up for blockon's test suite.
 
 Most behaviour tests take the ``target`` fixture, which runs them three times: against the
 module-level functions (the default loop thread), against a ``LoopThread`` whose stdlib loop is
 in asyncio debug mode (debug mode raises when a loop is touched from a foreign thread), and
-against a ``LoopThread`` running uvloop (skipped when uvloop is missing).
+against a ``LoopThread`` running uvloop (skipped when uvloop is missing). Helpers the test files
+share are in ``tests/support.py``.
 """
 
 from __future__ import annotations
 
 import ast
-import asyncio
 import functools
 import os
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-# CPython 3.11 bug gh-106905: ast.parse called from two threads at once can raise
+# A CPython 3.11 bug: ast.parse called from two threads at once can raise
 # "AST constructor recursion depth mismatch". inspect.signature() of a native function parses
 # its text signature with ast.parse, and these tests call into blockon from many threads at
 # once, so serialise every ast.parse in the process.
@@ -33,7 +32,7 @@ def _locked_ast_parse(*args: Any, **kwargs: Any) -> Any:
         return _unlocked_ast_parse(*args, **kwargs)
 
 
-ast.parse = _locked_ast_parse  # type: ignore[assignment]
+ast.parse = _locked_ast_parse
 
 # Every stdlib loop made from here on (pytest-asyncio's, the default loop thread's) runs in
 # asyncio debug mode, which checks that a loop is touched only from its own thread.
@@ -42,42 +41,16 @@ os.environ.setdefault("PYTHONASYNCIODEBUG", "1")
 
 import blockon  # noqa: E402  (after the ast.parse guard and the debug switch)
 
-
-class Boom(Exception):
-    """The exception tests raise on purpose."""
-
-
-def debug_loop() -> asyncio.AbstractEventLoop:
-    """A stdlib event loop in asyncio debug mode: a `loop_factory` for LoopThread."""
-    loop = asyncio.new_event_loop()
-    loop.set_debug(True)
-    return loop
-
-
-@dataclass
-class Target:
-    """Where a test's work runs: `run`/`submit` plus the LoopThread behind them."""
-
-    kind: str
-    run: Callable[..., Any]
-    submit: Callable[..., Any]
-    thread: Any  # blockon.LoopThread
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        return self.thread.loop  # type: ignore[no-any-return]
+from tests.support import Target, debug_loop, loop_factory  # noqa: E402
 
 
 def _make_target(kind: str) -> Iterator[Target]:
     if kind == "default":
         yield Target(kind, blockon.run, blockon.submit, blockon.default_loop_thread())
         return
-    if kind == "uvloop":
-        uvloop = pytest.importorskip("uvloop")
-        factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    else:
-        factory = debug_loop
-    lt = blockon.LoopThread(factory, name=f"test-{kind}")
+    lt = blockon.LoopThread(
+        loop_factory("uvloop" if kind == "uvloop" else "asyncio"), name=f"test-{kind}"
+    )
     try:
         yield Target(kind, lt.run, lt.submit, lt)
     finally:
@@ -97,7 +70,7 @@ def reentrant_target(request: pytest.FixtureRequest) -> Iterator[Target]:
 
 
 @pytest.fixture
-def lt() -> Iterator[Any]:
+def lt() -> Iterator[blockon.LoopThread]:
     """A fresh LoopThread on a debug stdlib loop, closed after the test."""
     thread = blockon.LoopThread(debug_loop, name="test-lt")
     try:

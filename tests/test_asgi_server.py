@@ -1,4 +1,4 @@
-"""blockon inside an ASGI app: Starlette served by uvicorn on 127.0.0.1 (issue 6).
+"""blockon inside an ASGI app: Starlette served by uvicorn on 127.0.0.1.
 
 A real server, real sockets, a real async-only client. The app reaches the client through
 blockon from every place a web app runs code:
@@ -28,17 +28,19 @@ from typing import Any
 import blockon
 import pytest
 
+from tests.support import HANG
+
 pytest.importorskip("starlette")
 uvicorn = pytest.importorskip("uvicorn")
-httpx = pytest.importorskip("httpx")
+pytest.importorskip("httpx")
 
+import httpx  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.requests import Request  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
 N_REQUESTS = 40  # per endpoint; more than Starlette's threadpool (40 tokens) handles at once
-HANG_GUARD = 30.0  # seconds; generous, only to turn a hang into a failure
 
 
 # --- the backend and its async-only client -------------------------------------------------
@@ -133,7 +135,7 @@ def make_app(backend_port: int) -> tuple[Starlette, dict[str, Any]]:
 
     # A sync helper, the kind a sync SDK wrapper or a legacy module provides.
     def fetch_via_loop_thread(text: str) -> dict[str, Any]:
-        return blockon.run(thread_client().ask(text), timeout=HANG_GUARD)
+        return blockon.run(thread_client().ask(text), timeout=HANG)
 
     def sync_default(request: Request) -> JSONResponse:
         """def endpoint (threadpool): bare blockon.run goes to the default loop thread."""
@@ -146,7 +148,7 @@ def make_app(backend_port: int) -> tuple[Starlette, dict[str, Any]]:
         assert threading.get_ident() != state["app_thread"]
         client = state["app_client"]
         result = blockon.run(
-            client.ask(request.query_params["q"]), loop=state["app_loop"], timeout=HANG_GUARD
+            client.ask(request.query_params["q"]), loop=state["app_loop"], timeout=HANG
         )
         return JSONResponse({**result, "where": "app-loop"})
 
@@ -156,7 +158,7 @@ def make_app(backend_port: int) -> tuple[Starlette, dict[str, Any]]:
 
         def sync_fn(text: str) -> dict[str, Any]:
             assert threading.get_ident() != state["app_thread"]
-            return blockon.run(client.ask(text), timeout=HANG_GUARD)
+            return blockon.run(client.ask(text), timeout=HANG)
 
         result = await blockon.to_thread(sync_fn, request.query_params["q"])
         return JSONResponse({**result, "where": "app-loop"})
@@ -171,7 +173,7 @@ def make_app(backend_port: int) -> tuple[Starlette, dict[str, Any]]:
         client = state["app_client"]
         coro = client.ask(request.query_params["q"])
         try:
-            result = blockon.run(coro, nest=True, timeout=HANG_GUARD)
+            result = blockon.run(coro, nest=True, timeout=HANG)
         except RuntimeError as exc:
             return JSONResponse({"error": "RuntimeError", "message": str(exc)})
         return JSONResponse({**result, "where": "app-loop"})
@@ -235,20 +237,20 @@ def serving(app: Starlette, loop: str) -> Iterator[str]:
     thread = threading.Thread(target=serve, name=f"test-uvicorn-{loop}", daemon=True)
     thread.start()
     try:
-        assert server.ready.wait(HANG_GUARD), "uvicorn did not start"
+        assert server.ready.wait(HANG), "uvicorn did not start"
         assert not errors, errors
         assert server.started, "uvicorn stopped during startup"
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        thread.join(HANG_GUARD)
+        thread.join(HANG)
         sock.close()
     assert not thread.is_alive(), "uvicorn did not shut down"
     assert not errors, errors
 
 
 async def fire(base_url: str, path: str, n: int) -> list[httpx.Response]:
-    async with httpx.AsyncClient(base_url=base_url, timeout=HANG_GUARD) as client:
+    async with httpx.AsyncClient(base_url=base_url, timeout=HANG) as client:
         return await asyncio.gather(
             *(client.get(path, params={"q": f"{path}-{i}"}) for i in range(n))
         )

@@ -1,10 +1,9 @@
-"""`gather()`: many awaitables at once from sync code (issue 4, SPEC section 3).
+"""`gather()`: many awaitables at once from sync code.
 
-The functions under test take the loop thread ("portal") as their first argument; the public
-`blockon.gather` / `LoopThread.gather` are thin wrappers over them. Every test runs on the
-default loop thread, a debug stdlib `LoopThread` and a uvloop one (the `target` fixture).
-Synchronisation is by events, never by sleeping; timeouts in `timeout=` tests are the thing
-under test, and hang guards are generous.
+Through the public API: `blockon.gather` on the default loop thread, `LoopThread.gather` on a
+debug stdlib `LoopThread` and on a uvloop one (the `target` fixture). Synchronisation is by
+events, never by sleeping; timeouts in `timeout=` tests are the thing under test, and hang
+guards are generous.
 """
 
 from __future__ import annotations
@@ -12,26 +11,29 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-import functools
 import inspect
-import os
-import threading
+import sys
 import traceback
 
 import blockon
 import pytest
-from blockon._fanout import gather as _gather
-from conftest import Boom
-from test_process import send_sigint_after_started
 
-FANOUT = os.path.join(os.path.dirname(os.path.abspath(blockon.__file__)), "_fanout.py")
+from tests.support import (
+    Boom,
+    Tracker,
+    blockon_frames,
+    run_in_threads,
+    send_sigint_after_started,
+    started,
+)
+
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("VAR", default="unset")
 
 
 @pytest.fixture
 def gather(target):
-    """`gather` bound to the target's loop thread, as `LoopThread.gather` will be."""
-    return functools.partial(_gather, target.thread)
+    """`blockon.gather` for the default loop thread, else the LoopThread's `gather`."""
+    return target.api.gather
 
 
 async def value(x):
@@ -42,34 +44,6 @@ async def value(x):
 def loop_events(n):
     """n asyncio.Events (they bind to the loop that first waits on them)."""
     return [asyncio.Event() for _ in range(n)]
-
-
-class Tracker:
-    """Counts coroutines in flight and records which started, finished and cleaned up."""
-
-    def __init__(self):
-        self.now = 0
-        self.max = 0
-        self.started = []
-        self.cleaned = []
-        self.cancelled = []
-
-    async def run(self, i, until=None, result=None):
-        self.started.append(i)
-        self.now += 1
-        self.max = max(self.max, self.now)
-        try:
-            if until is not None:
-                await until.wait()
-            for _ in range(3):
-                await asyncio.sleep(0)  # give the others a turn: concurrency is measurable
-            return i if result is None else result
-        except asyncio.CancelledError:
-            self.cancelled.append(i)
-            raise
-        finally:
-            self.now -= 1
-            self.cleaned.append(i)
 
 
 # --- results ---------------------------------------------------------------------------------
@@ -133,7 +107,7 @@ def test_runs_in_a_copy_of_the_callers_context(gather):
 
 
 @pytest.fixture(params=["stdlib", "uvloop"])
-def quiet_portal(request):
+def quiet_loop_thread(request):
     """A LoopThread whose loop is not in debug mode (debug mode records a stack for every task
     created, which makes 10,000 of them slow; the other tests keep it on)."""
     if request.param == "uvloop":
@@ -150,16 +124,16 @@ def quiet_portal(request):
         yield lt
 
 
-def test_ten_thousand_coroutines(quiet_portal):
+def test_ten_thousand_coroutines(quiet_loop_thread):
     n = 10_000
     aws = [asyncio.sleep(0, result=i) for i in range(n)]
-    assert _gather(quiet_portal, *aws) == list(range(n))
+    assert quiet_loop_thread.gather(*aws) == list(range(n))
 
 
-def test_ten_thousand_coroutines_with_a_limit(quiet_portal):
+def test_ten_thousand_coroutines_with_a_limit(quiet_loop_thread):
     n = 10_000
     t = Tracker()
-    assert _gather(quiet_portal, *(t.run(i) for i in range(n)), limit=50) == list(range(n))
+    assert quiet_loop_thread.gather(*(t.run(i) for i in range(n)), limit=50) == list(range(n))
     assert t.max == 50
 
 
@@ -309,10 +283,12 @@ def test_traceback_shows_the_coroutines_frames(gather):
 
     with pytest.raises(Boom) as info:
         gather(value(1), outer())
-    names = [f.name for f in traceback.extract_tb(info.value.__traceback__)]
-    assert names[-2:] == ["outer", "inner"]
-    internal = [f for f in traceback.extract_tb(info.value.__traceback__) if f.filename == FANOUT]
-    assert [f.name for f in internal] == ["gather"]  # only the line that raises it
+    frames = traceback.extract_tb(info.value.__traceback__)
+    assert [f.name for f in frames][-2:] == ["outer", "inner"]
+    # blockon's frames are only the calls that lead to the raise: none from the machinery on
+    # the loop thread between the caller's frames and the coroutines'.
+    ours = blockon_frames(info.value)
+    assert ours and frames[1 : 1 + len(ours)] == ours, frames
 
 
 def test_awaitable_cancelled_from_elsewhere(gather):
@@ -337,15 +313,16 @@ def test_keyboard_interrupt_inside_reaches_the_caller_and_the_loop_survives(lt, 
     never = asyncio.Event()
     t = Tracker()
     with pytest.raises(exc_type):
-        _gather(lt, t.run(0, until=never), interrupt())
+        lt.gather(t.run(0, until=never), interrupt())
     assert t.cancelled == [0]
-    assert _gather(lt, value("still alive")) == ["still alive"]
+    assert lt.gather(value("still alive")) == ["still alive"]
 
 
 # --- timeout ---------------------------------------------------------------------------------
 
 
-def test_timeout_cancels_everything_and_waits_for_cleanup(gather):
+def test_timeout_cancels_everything_and_waits_for_cleanup(gather, target):
+    started(target.thread)
     never = asyncio.Event()
     t = Tracker()
     unstarted = [t.run(i) for i in range(2, 5)]
@@ -360,7 +337,8 @@ def test_timeout_not_reached(gather):
     assert gather(value(1), value(2), timeout=60) == [1, 2]
 
 
-def test_timeout_cleanup_that_needs_the_loop(gather):
+def test_timeout_cleanup_that_needs_the_loop(gather, target):
+    started(target.thread)
     cleaned = []
 
     async def slow_cleanup(i):
@@ -408,7 +386,7 @@ def test_closed_loop_thread_raises_and_closes_the_coroutines(lt):
     lt.close()
     coros = [value(1), value(2)]
     with pytest.raises(RuntimeError, match="closed"):
-        _gather(lt, *coros)
+        lt.gather(*coros)
     assert all(inspect.getcoroutinestate(c) == inspect.CORO_CLOSED for c in coros)
 
 
@@ -416,25 +394,17 @@ def test_closed_loop_thread_raises_and_closes_the_coroutines(lt):
 
 
 def test_many_threads_gather_at_once(gather):
-    results = {}
-
     def worker(k):
-        results[k] = gather(*(value((k, i)) for i in range(50)), limit=5)
+        return gather(*(value((k, i)) for i in range(50)), limit=5)
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(30)
-    assert results == {k: [(k, i) for i in range(50)] for k in range(8)}
+    assert run_in_threads(8, worker) == [[(k, i) for i in range(50)] for k in range(8)]
 
 
 # --- Ctrl-C ----------------------------------------------------------------------------------
 
 CTRL_C_SCRIPT = """
 import asyncio
-from blockon import default_loop_thread
-from blockon._fanout import gather
+import blockon
 
 N = 5
 running = 0
@@ -455,7 +425,7 @@ async def never_started():
 
 waiting = [never_started() for _ in range(3)]
 try:
-    gather(default_loop_thread(), *(item(i) for i in range(N)), *waiting, limit=N)
+    blockon.gather(*(item(i) for i in range(N)), *waiting, limit=N)
 except KeyboardInterrupt:
     import inspect
     print("closed", all(inspect.getcoroutinestate(c) == "CORO_CLOSED" for c in waiting))
@@ -464,14 +434,14 @@ except KeyboardInterrupt:
 """
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_cancels_everything_and_waits_for_cleanup():
-    proc, lines, err, elapsed = send_sigint_after_started(CTRL_C_SCRIPT)
-    texts = [text for text, _ in lines]
+    done = send_sigint_after_started(CTRL_C_SCRIPT, exit_within=10)
+    texts, err = done.texts, done.stderr
     assert sorted(texts[:5]) == [f"cleanup {i}" for i in range(5)], err
     assert texts[5:] == ["closed True", "KeyboardInterrupt"], err
     assert "KeyboardInterrupt" in err and "never awaited" not in err
-    assert proc.returncode < 0, err
-    assert elapsed < 10
+    assert done.returncode < 0, err
 
 
 # --- where it runs ---------------------------------------------------------------------------
@@ -480,7 +450,7 @@ def test_ctrl_c_cancels_everything_and_waits_for_cleanup():
 def test_from_sync_code_on_the_loop_thread_itself(reentrant_target):
     async def outer():
         # Sync code called by a coroutine on the loop thread: gather re-enters the loop.
-        return _gather(reentrant_target.thread, value(1), value(2), limit=1)
+        return reentrant_target.api.gather(value(1), value(2), limit=1)
 
     assert reentrant_target.run(outer()) == [1, 2]
 

@@ -1,4 +1,4 @@
-"""blockon under greenlet-based sync APIs, and uvloop as either side's loop (issue 6).
+"""blockon under greenlet-based sync APIs, and uvloop as either side's loop.
 
 Playwright's sync API runs its asyncio loop in a dispatcher greenlet of the user's own thread:
 the user's greenlet schedules a task, switches into the dispatcher (which runs the loop), and
@@ -7,11 +7,11 @@ suspended *inside* a callback of that loop, so ``asyncio._get_running_loop()`` i
 greenlet returns that loop (the running loop is per thread, not per greenlet), and Playwright
 even re-sets it explicitly.
 
-So by SPEC section 2 the caller is "a thread whose loop is running": a bare ``blockon.run``
-sends the awaitable to the loop thread and waits (the greenlet loop cannot make progress
-meanwhile, exactly as it cannot while any other sync code runs in that greenlet), and
-``nest=True`` drives the greenlet's loop re-entrantly, its other tasks running while the caller
-waits. On uvloop ``nest=True`` raises ``RuntimeError`` at once.
+So the caller is "a thread whose loop is running": a bare ``blockon.run`` sends the awaitable
+to the loop thread and waits (the greenlet loop cannot make progress meanwhile, exactly as it
+cannot while any other sync code runs in that greenlet), and ``nest=True`` drives the
+greenlet's loop re-entrantly, its other tasks running while the caller waits. On uvloop
+``nest=True`` raises ``RuntimeError`` at once.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from typing import Any, TypeVar
 
 import blockon
 import pytest
-from conftest import debug_loop
+
+from tests.support import debug_loop, loop_factory
 
 greenlet = pytest.importorskip("greenlet")
 
@@ -83,18 +84,9 @@ class GreenletSyncAPI:
         self.loop.close()
 
 
-def uvloop_factory() -> asyncio.AbstractEventLoop:
-    uvloop = pytest.importorskip("uvloop")
-    return uvloop.new_event_loop()  # type: ignore[no-any-return]
-
-
-LOOP_FACTORIES = {"asyncio": debug_loop, "uvloop": uvloop_factory}
-
-
 @pytest.fixture(params=["asyncio", "uvloop"])
 def api(request: pytest.FixtureRequest) -> Iterator[GreenletSyncAPI]:
-    factory = LOOP_FACTORIES[request.param]
-    sync_api = GreenletSyncAPI(factory)
+    sync_api = GreenletSyncAPI(loop_factory(request.param))
     try:
         yield sync_api
     finally:
@@ -167,7 +159,7 @@ def test_loop_thread_and_explicit_loop_targets(api: GreenletSyncAPI, caller: str
     """A LoopThread of each kind, and loop= naming a loop in another thread."""
     with (
         blockon.LoopThread(debug_loop, name="test-gl-asyncio") as lt_asyncio,
-        blockon.LoopThread(uvloop_factory, name="test-gl-uvloop") as lt_uvloop,
+        blockon.LoopThread(loop_factory("uvloop"), name="test-gl-uvloop") as lt_uvloop,
     ):
         expected = {lt: loop_thread_of(lt) for lt in (lt_asyncio, lt_uvloop)}
 
@@ -200,7 +192,7 @@ def test_nest_drives_the_greenlet_loop(caller: str) -> None:
             first = blockon.run(where("x"), nest=True, timeout=30)
             blockon.run(done.wait(), nest=True, timeout=30)
             assert task.done()
-            return first  # type: ignore[no-any-return]
+            return first
 
         ident, loop, value = CALLERS[caller](nested)
         assert (ident, loop, value) == (threading.get_ident(), api.loop, "x")
@@ -213,7 +205,7 @@ def test_nest_drives_the_greenlet_loop(caller: str) -> None:
 
 @pytest.mark.parametrize("caller", CALLERS)
 def test_nest_on_a_uvloop_greenlet_loop_raises_at_once(caller: str) -> None:
-    api = GreenletSyncAPI(uvloop_factory)
+    api = GreenletSyncAPI(loop_factory("uvloop"))
     try:
         started = []
 
@@ -244,7 +236,7 @@ def test_greenlet_on_the_loop_thread_runs_reentrantly(kind: str) -> None:
 
         async def outer() -> tuple[Any, ...]:
             def sync_code() -> tuple[Any, ...]:
-                return lt.run(where("inner"), timeout=30)  # type: ignore[no-any-return]
+                return lt.run(where("inner"), timeout=30)
 
             inner = in_child_greenlet(sync_code)
             return (threading.get_ident(), asyncio.get_running_loop(), *inner)
@@ -281,7 +273,7 @@ def test_uvloop_caller_default_path_and_nest(thread_loop: str) -> None:
             result = run(where("uv"), timeout=30)
             with pytest.raises(RuntimeError, match="uvloop"):
                 run(never(), nest=True, timeout=30)
-            return result  # type: ignore[no-any-return]
+            return result
 
         ident, loop, value = uvloop.run(caller())
         assert (ident, loop, value) == (expected_ident, lt.loop, "uv")

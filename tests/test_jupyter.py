@@ -1,9 +1,9 @@
 """blockon in a real notebook: nbclient executes cells on a real ipykernel kernel.
 
-SPEC section 2: a notebook cell runs on a thread whose loop (the kernel's) is running, so a
-bare `run()` sends the work to the loop thread, and `run(..., nest=True)` runs it on the
-kernel's own loop, re-entrantly. The session made in one cell lives on the loop thread and
-later cells (sync ones and top-level-`await` ones) keep using it.
+A notebook cell runs on a thread whose loop (the kernel's) is running, so a bare `run()` sends
+the work to the loop thread, and `run(..., nest=True)` runs it on the kernel's own loop,
+re-entrantly. The session made in one cell lives on the loop thread and later cells (sync ones
+and top-level-`await` ones) keep using it.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""`LoopThread` and `default_loop_thread()`: SPEC section 3, and section 4's Exit promise as
-`close()` keeps it."""
+"""`LoopThread` and `default_loop_thread()`: lazy start, name, `.loop`, `close()` (which ends
+what is left on the loop, as interpreter exit does for the default loop thread), context
+manager, a failing loop factory."""
 
 from __future__ import annotations
 
@@ -9,20 +10,13 @@ import contextlib
 import gc
 import inspect
 import os
-import subprocess
-import sys
-import textwrap
 import threading
 import uuid
 
 import blockon
 import pytest
-from conftest import Boom, debug_loop
 
-
-async def answer(value=42):
-    await asyncio.sleep(0)
-    return value
+from tests.support import Boom, answer, debug_loop, run_script
 
 
 async def thread_name():
@@ -229,9 +223,11 @@ def test_close_cancels_leftover_tasks_and_their_cleanup_runs():
     assert started.wait(30)
     started.clear()
 
+    spawned = []
+
     async def spawn():
         # a task the user created on the loop and left running
-        spawn.task = asyncio.create_task(leftover("spawned"))
+        spawned.append(asyncio.create_task(leftover("spawned")))
         await asyncio.sleep(0)
 
     lt.run(spawn())
@@ -357,7 +353,7 @@ def test_default_loop_thread_is_one_loop_thread():
 
 
 def test_default_loop_thread_honours_the_event_loop_policy(uvloop_module):
-    script = textwrap.dedent(
+    proc, _ = run_script(
         """
         import asyncio, warnings
         import uvloop
@@ -373,10 +369,6 @@ def test_default_loop_thread_honours_the_event_loop_policy(uvloop_module):
         assert isinstance(blockon.default_loop_thread().loop, uvloop.Loop)
         print("ok")
         """
-    )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"}
-    proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "ok\n"

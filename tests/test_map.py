@@ -1,9 +1,8 @@
-"""`map()`: Executor.map for an async function, from sync code (issue 4, SPEC section 3).
+"""`map()`: Executor.map for an async function, from sync code.
 
-The function under test takes the loop thread ("portal") as its first argument; the public
-`blockon.map` / `LoopThread.map` are thin wrappers over it. Every test runs on the default
-loop thread, a debug stdlib `LoopThread` and a uvloop one (the `target` fixture).
-Synchronisation is by events, never by sleeping; hang guards are generous.
+Through the public API: `blockon.map` on the default loop thread, `LoopThread.map` on a debug
+stdlib `LoopThread` and on a uvloop one (the `target` fixture). Synchronisation is by events,
+never by sleeping (but for deadlines under test, which have to pass); hang guards are generous.
 """
 
 from __future__ import annotations
@@ -11,65 +10,36 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-import functools
 import gc
 import inspect
 import itertools
-import os
-import re
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-from blockon._fanout import DEFAULT_MAP_LIMIT
-from blockon._fanout import map as _map
-from conftest import Boom
-from test_process import run_script, send_sigint_after_started
+
+from tests.support import (
+    Boom,
+    Tracker,
+    run_script,
+    send_sigint_after_started,
+    started,
+)
 
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("VAR", default="unset")
+#: What `limit=None` means (documented): a bound, not "unbounded".
+DEFAULT_MAP_LIMIT = 100
 
 
 @pytest.fixture
 def bmap(target):
-    """`map` bound to the target's loop thread, as `LoopThread.map` will be."""
-    return functools.partial(_map, target.thread)
+    """`blockon.map` for the default loop thread, else the LoopThread's `map`."""
+    return target.api.map
 
 
 async def double(x):
     await asyncio.sleep(0)
     return 2 * x
-
-
-class Tracker:
-    """Counts calls in flight; records which started, were cancelled and cleaned up."""
-
-    def __init__(self, block_from=None):
-        self.now = 0
-        self.max = 0
-        self.started = []
-        self.cancelled = []
-        self.cleaned = []
-        self.block_from = block_from  # items >= this wait forever
-        self.never = asyncio.Event()
-
-    async def __call__(self, i):
-        self.started.append(i)
-        self.now += 1
-        self.max = max(self.max, self.now)
-        try:
-            if self.block_from is not None and i >= self.block_from:
-                await self.never.wait()
-            for _ in range(3):
-                await asyncio.sleep(0)  # give the others a turn: concurrency is measurable
-            return i
-        except asyncio.CancelledError:
-            self.cancelled.append(i)
-            raise
-        finally:
-            self.now -= 1
-            self.cleaned.append(i)
 
 
 class Counted:
@@ -347,15 +317,16 @@ def test_keyboard_interrupt_inside_reaches_the_caller_and_the_loop_survives(lt):
         return i
 
     with pytest.raises(KeyboardInterrupt):
-        list(_map(lt, interrupt, range(3)))
-    assert list(_map(lt, double, [1, 2])) == [2, 4]
+        list(lt.map(interrupt, range(3)))
+    assert list(lt.map(double, [1, 2])) == [2, 4]
 
 
 # --- timeout ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("ordered", [True, False])
-def test_timeout_raises_and_cancels_what_is_in_flight(bmap, ordered):
+def test_timeout_raises_and_cancels_what_is_in_flight(bmap, target, ordered):
+    started(target.thread)
     t = Tracker(block_from=2)
     it = bmap(t, range(6), limit=4, timeout=0.1, ordered=ordered)
     assert sorted([next(it), next(it)]) == [0, 1]
@@ -372,16 +343,16 @@ def test_timeout_not_reached(bmap):
 
 
 def test_timeout_is_measured_from_the_call(lt):
-    it = _map(lt, double, range(3), timeout=0.05)
+    it = started(lt).map(double, range(3), timeout=0.05)
     time.sleep(0.1)  # the deadline passes before the first next(): nothing has started
     with pytest.raises(TimeoutError):
         next(it)
 
 
 def test_result_already_finished_is_returned_after_the_deadline(lt):
-    it = _map(lt, double, range(3), timeout=0.2)
+    it = started(lt).map(double, range(3), timeout=0.2)
     assert next(it) == 0  # started all three; they finish at once
-    time.sleep(0.3)
+    time.sleep(0.3)  # past the deadline
     assert list(it) == [2, 4]
 
 
@@ -434,8 +405,7 @@ def test_bad_timeout(bmap):
 
 CTRL_C_SCRIPT = """
 import asyncio, itertools
-from blockon import default_loop_thread
-from blockon._fanout import map as bmap
+import blockon
 
 pulled = []
 
@@ -454,7 +424,7 @@ async def item(i):
         await asyncio.sleep(0)  # cleanup that needs the loop
         print(f"cleanup {i}", flush=True)
 
-it = bmap(default_loop_thread(), item, source(), limit=3)
+it = blockon.map(item, source(), limit=3)
 try:
     for x in it:
         pass
@@ -465,20 +435,19 @@ except KeyboardInterrupt:
 """
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_cancels_what_is_in_flight_and_waits_for_cleanup():
-    proc, lines, err, elapsed = send_sigint_after_started(CTRL_C_SCRIPT)
-    texts = [text for text, _ in lines]
+    done = send_sigint_after_started(CTRL_C_SCRIPT, exit_within=10)
+    texts, err = done.texts, done.stderr
     assert sorted(texts[:3]) == ["cleanup 0", "cleanup 1", "cleanup 2"], err
     assert texts[3:] == ["pulled 3", "KeyboardInterrupt"], err
     assert "KeyboardInterrupt" in err
-    assert proc.returncode < 0, err
-    assert elapsed < 10
+    assert done.returncode < 0, err
 
 
 EXIT_SCRIPT = """
 import asyncio, itertools
-from blockon import default_loop_thread
-from blockon._fanout import map as bmap
+import blockon
 
 async def item(i):
     try:
@@ -490,7 +459,7 @@ async def item(i):
             await asyncio.sleep(0)  # cleanup that needs the loop
             print(f"cleanup {i}", flush=True)
 
-it = bmap(default_loop_thread(), item, itertools.count(), limit=3)
+it = blockon.map(item, itertools.count(), limit=3)
 print(next(it), flush=True)
 """
 
@@ -504,52 +473,12 @@ def test_iterator_left_open_at_exit_is_cleaned_up_quietly():
     assert elapsed < 10
 
 
-# --- docs ------------------------------------------------------------------------------------
-
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "concurrency.md"
-# Until blockon.gather / blockon.map are wired into the public API, the examples get them from
-# here; once they are, this does nothing.
-DOCS_PRELUDE = """\
-import functools
-import blockon
-from blockon import _fanout
-if not hasattr(blockon, "gather"):
-    blockon.gather = functools.partial(_fanout.gather, blockon.default_loop_thread())
-if not hasattr(blockon, "map"):
-    blockon.map = functools.partial(_fanout.map, blockon.default_loop_thread())
-"""
-DOCS_OUTPUT = [
-    "[0, 1, 4, 9, 16]\n",
-    "['A', KeyError('missing'), 'B']\nfailed: 'missing'\n",
-    "timed out; cleaned up: [0, 1, 2, 3, 4]\n",
-    "0\n1\n4\n9\n16\n25\n36\n49\n",
-    "['slow', 'fast', 'medium']\n['fast', 'medium', 'slow']\n",
-    "got [0.01, 0.02] before the deadline\n",
-]
-
-
-def test_docs_examples_run_and_print_what_the_docs_say():
-    blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(), re.S)
-    assert len(blocks) == len(DOCS_OUTPUT)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHONASYNCIODEBUG")}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-W", "error", "-c", DOCS_PRELUDE + block],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for block in blocks
-    ]
-    for proc, expected in zip(procs, DOCS_OUTPUT, strict=True):
-        out, err = proc.communicate(timeout=30)
-        assert (proc.returncode, err, out) == (0, "", expected)
+# --- where it runs ---------------------------------------------------------------------------
 
 
 def test_from_sync_code_on_the_loop_thread_itself(reentrant_target):
     async def outer():
         # Sync code called by a coroutine on the loop thread: each next() re-enters the loop.
-        return list(_map(reentrant_target.thread, double, range(5), limit=2))
+        return list(reentrant_target.api.map(double, range(5), limit=2))
 
     assert reentrant_target.run(outer()) == [0, 2, 4, 6, 8]

@@ -22,9 +22,9 @@ import time
 import blockon
 import pytest
 from blockon import _blockon
-from conftest import debug_loop
-from test_nest import recording_warnings
-from test_process import clean_env, run_script
+
+from tests.support import clean_env, debug_loop, run_script
+from tests.test_nest import recording_warnings
 
 
 async def answer(value=42):

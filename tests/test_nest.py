@@ -1,18 +1,18 @@
 """`run()` from a thread whose loop is running, `nest=True`, and the loop thread calling itself.
 
-SPEC section 2, rows 2-5.
+From a thread whose loop is running, a bare `run()` goes to the loop thread (with a warning
+while it blocks that loop too long); `nest=True` runs on the caller's own loop, re-entrantly;
+sync code on a loop thread calling `run()` on that loop re-enters it; a loop that cannot be
+re-entered (uvloop) raises RuntimeError at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import contextvars
 import inspect
-import os
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 import traceback
@@ -20,18 +20,20 @@ import warnings
 
 import blockon
 import pytest
-from conftest import Boom, debug_loop
+
+from tests.support import (
+    BaseBoom,
+    Boom,
+    answer,
+    blockon_frames,
+    debug_loop,
+    run_script,
+    started,
+    this_task,
+    where,
+)
 
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("VAR", default="unset")
-
-
-async def answer(value=42):
-    await asyncio.sleep(0)
-    return value
-
-
-async def where():
-    return threading.get_ident(), asyncio.get_running_loop()
 
 
 class WarningRecorder:
@@ -155,6 +157,7 @@ async def test_blocked_warning_none_turns_it_off():
 async def test_no_blocked_warning_when_the_call_is_quick():
     lt = blockon.LoopThread(debug_loop, blocked_warning=5.0)
     try:
+        started(lt)  # a cold start is not the call being quick
         with recording_warnings() as recorder:
             assert lt.run(answer()) == 42
         assert recorder.seen == []
@@ -340,8 +343,7 @@ async def test_nest_exception_same_object_with_coroutine_frames():
     assert info.value is exc
     frames = traceback.extract_tb(exc.__traceback__)
     assert frames[-1].name == "nested_fail"
-    blockon_dir = os.path.dirname(os.path.abspath(blockon.__file__)) + os.sep
-    assert [f for f in frames if f.filename.startswith(blockon_dir)] == []
+    assert blockon_frames(exc) == []
 
 
 @pytest.mark.asyncio
@@ -377,26 +379,20 @@ async def test_nest_timeout_runs_cleanup_before_timeout_error():
 
 @pytest.mark.asyncio
 async def test_nest_cancelled_from_elsewhere():
-    import concurrent.futures
-
     async def cancels_itself():
-        asyncio.current_task().cancel()
+        this_task().cancel()
         await asyncio.sleep(0)
 
     with pytest.raises(concurrent.futures.CancelledError) as info:
         blockon.run(cancels_itself(), nest=True)
     assert not isinstance(info.value, asyncio.CancelledError)
     # The outer task was not cancelled by it.
-    assert asyncio.current_task().cancelling() == 0
+    assert this_task().cancelling() == 0
     await asyncio.sleep(0)
 
 
-class CustomBaseException(BaseException):
-    pass
-
-
 @pytest.mark.asyncio
-@pytest.mark.parametrize("exc_type", [SystemExit, CustomBaseException])
+@pytest.mark.parametrize("exc_type", [SystemExit, BaseBoom])
 async def test_nest_base_exceptions_propagate_and_the_loop_stays_sound(exc_type):
     outer = asyncio.current_task()
     exc = exc_type()
@@ -447,7 +443,7 @@ async def test_nest_keeps_c_tasks_and_does_not_patch_asyncio():
 
 
 def test_nest_does_not_monkey_patch_asyncio():
-    script = textwrap.dedent(
+    proc, _ = run_script(
         """
         import asyncio, asyncio.base_events, asyncio.events, asyncio.tasks, asyncio.futures
 
@@ -488,10 +484,6 @@ def test_nest_does_not_monkey_patch_asyncio():
             assert not changed and not added, (label, changed, added)
         print("ok")
         """
-    )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"}
-    proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "ok\n"
@@ -609,7 +601,7 @@ def test_loop_thread_self_call_exception_and_timeout(reentrant_target):
     assert target.run(outer()) == "ok"
 
 
-@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit, CustomBaseException])
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit, BaseBoom])
 def test_loop_thread_self_call_base_exceptions_propagate(reentrant_target, exc_type):
     target = reentrant_target
 
@@ -711,36 +703,47 @@ def test_uvloop_default_path_from_a_running_uvloop_works(uvloop_module):
 # --- feature detection: a Python whose asyncio cannot switch tasks gets the RuntimeError ----
 
 
+WITHOUT_TASK_SWITCHING = """
+import asyncio, asyncio.tasks, inspect
+delattr(asyncio.tasks, {missing!r})  # as on a Python whose asyncio lacks it
+import blockon
+
+ran = []
+
+async def work():
+    ran.append(True)
+
+async def main():
+    coro = work()
+    try:
+        blockon.run(coro, nest=True)
+    except RuntimeError as exc:
+        print("RuntimeError:", exc)
+    print("closed", inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED, "ran", ran)
+    print("default path", blockon.run(asyncio.sleep(0, "works")))
+
+asyncio.run(main())
+"""
+
+
 @pytest.mark.parametrize("missing", ["_enter_task", "_leave_task"])
-def test_nest_true_without_task_switching_raises_and_cleans_up(monkeypatch, missing):
-    # The engine's up-front check sees the same functions missing where asyncio lacks them;
-    # here only the Python half is told, so the work starts and is stopped when it suspends.
-    from blockon import _hooks
-
-    monkeypatch.setattr(_hooks, missing, None)
-    steps = []
-
-    async def work():
-        try:
-            steps.append("started")
-            await asyncio.sleep(0)
-            steps.append("resumed")
-        finally:
-            steps.append("cleaned up")
-
-    async def main():
-        with pytest.raises(RuntimeError, match=r"no asyncio\.tasks\._enter_task/_leave_task"):
-            blockon.run(work(), nest=True)
-
-    asyncio.run(main())
-    assert steps == ["started", "cleaned up"]
+def test_nest_true_without_task_switching_raises_at_once(missing):
+    proc, _ = run_script(WITHOUT_TASK_SWITCHING.format(missing=missing), "-W", "error")
+    assert (proc.returncode, proc.stderr) == (0, "")
+    error, closed, default = proc.stdout.splitlines()
+    assert error.startswith("RuntimeError: "), proc.stdout
+    assert "no asyncio.tasks._enter_task/_leave_task" in error
+    assert closed == "closed True ran []"
+    assert default == "default path works"
 
 
 def test_nest_true_on_a_loop_without_run_once_names_the_missing_step():
     class Opaque(asyncio.SelectorEventLoop):
         # A loop that hides its one-iteration step, as uvloop's does not exist.
+        _hide = False
+
         def __getattribute__(self, name):
-            if name == "_run_once" and getattr(type(self), "_hide", False):
+            if name == "_run_once" and type(self)._hide:
                 raise AttributeError(name)
             return super().__getattribute__(name)
 

@@ -1,9 +1,8 @@
 """blockon under pytest-asyncio: async tests whose code under test is sync and uses blockon.
 
-SPEC section 2: inside an async test the thread's loop (pytest-asyncio's) is running, so a bare
-`run()` goes to the loop thread, and `run(..., nest=True)` runs on the test's own loop,
-re-entrantly, while that loop's other tasks (here: a server from an async fixture) keep
-running.
+Inside an async test the thread's loop (pytest-asyncio's) is running, so a bare `run()` goes
+to the loop thread, and `run(..., nest=True)` runs on the test's own loop, re-entrantly, while
+that loop's other tasks (here: a server from an async fixture) keep running.
 """
 
 from __future__ import annotations
@@ -18,8 +17,7 @@ import blockon
 import pytest
 import pytest_asyncio
 
-GUARD = 30  # seconds: a hang guard only, every call here finishes in milliseconds
-
+from tests.support import HANG
 
 # --- sync code under test: a library with a sync API over async internals ---------------
 
@@ -31,7 +29,7 @@ async def _lookup(key: str) -> tuple[str, asyncio.AbstractEventLoop, bool]:
 
 def lookup(key: str) -> tuple[str, asyncio.AbstractEventLoop, bool]:
     """Sync API: callers never see that it is async underneath."""
-    return blockon.run(_lookup(key), timeout=GUARD)
+    return blockon.run(_lookup(key), timeout=HANG)
 
 
 class Counter:
@@ -57,14 +55,14 @@ class SyncCounter:
     """A sync facade over Counter: the Counter lives on blockon's loop thread."""
 
     def __init__(self) -> None:
-        self._counter = blockon.run(_new_counter(), timeout=GUARD)
+        self._counter = blockon.run(_new_counter(), timeout=HANG)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         return self._counter.loop
 
     def bump(self, by: int = 1) -> int:
-        return blockon.run(self._counter.bump(by), timeout=GUARD)
+        return blockon.run(self._counter.bump(by), timeout=HANG)
 
 
 async def ask(port: int, question: str) -> tuple[str, asyncio.AbstractEventLoop]:
@@ -82,7 +80,7 @@ async def ask(port: int, question: str) -> tuple[str, asyncio.AbstractEventLoop]
 
 def ask_sync(port: int, question: str) -> tuple[str, asyncio.AbstractEventLoop]:
     """Sync code that reaches a server on the caller's own running loop: needs nest=True."""
-    return blockon.run(ask(port, question), nest=True, timeout=GUARD)
+    return blockon.run(ask(port, question), nest=True, timeout=HANG)
 
 
 def ask_many_sync(port: int, questions: list[str]) -> list[str]:
@@ -90,7 +88,7 @@ def ask_many_sync(port: int, questions: list[str]) -> list[str]:
         answers = await asyncio.gather(*(ask(port, q) for q in questions))
         return [text for text, _ in answers]
 
-    return blockon.run(all_of_them(), nest=True, timeout=GUARD)
+    return blockon.run(all_of_them(), nest=True, timeout=HANG)
 
 
 # --- an async fixture: a real TCP server on the test's own loop -------------------------
@@ -218,7 +216,7 @@ async def test_nest_while_test_loop_has_background_task(server: Server) -> None:
         release.set()
         return answer, await task  # ...and runs to its end while the sync caller waits
 
-    answer, background_result = blockon.run(client_then_release(), nest=True, timeout=GUARD)
+    answer, background_result = blockon.run(client_then_release(), nest=True, timeout=HANG)
     assert answer == "answer:with-background"
     assert background_result == "background finished"
     assert task.done()

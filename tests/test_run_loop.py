@@ -1,10 +1,10 @@
-"""`run(aw, loop=L)`: run on a given loop that is running in another thread (issue 7).
+"""`run(aw, loop=L)`: run on a given loop that is running in another thread.
 
-SPEC section 2's last row and its precedence (`loop=` comes first), with every promise of
-SPEC section 4: results and errors, context, timeouts, Ctrl-C, bad input, cancellation from
-elsewhere, many threads at once. `L` here is a loop nobody but the test manages: a stdlib loop
-in asyncio debug mode (which raises when touched from a foreign thread) or a uvloop one,
-running `run_forever()` in a plain thread.
+`loop=` comes first, wherever the caller stands, and every promise `run()` makes holds there
+too: results and errors, context, timeouts, Ctrl-C, bad input, cancellation from elsewhere,
+many threads at once. `L` here is a loop nobody but the test manages: a stdlib loop in asyncio
+debug mode (which raises when touched from a foreign thread) or a uvloop one, running
+`run_forever()` in a plain thread.
 """
 
 from __future__ import annotations
@@ -14,36 +14,32 @@ import concurrent.futures
 import contextvars
 import gc
 import inspect
-import os
 import signal
-import subprocess
 import sys
-import textwrap
 import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import blockon
 import pytest
-from conftest import Boom, debug_loop
 
-WAIT = 10  # seconds: a generous hang guard for events that normally arrive in microseconds
+from tests.support import (
+    HANG,
+    BaseBoom,
+    Boom,
+    blockon_frames,
+    debug_loop,
+    loop_factory,
+    run_in_threads,
+    run_script,
+    send_sigint_after_started,
+    this_task,
+)
+
 AT_ONCE = 1.0  # seconds: "at once" (a refusal takes microseconds)
-BLOCKON_DIR = Path(blockon.__file__).resolve().parent
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("VAR", default="unset")
-
-
-class Bail(BaseException):
-    pass
-
-
-def loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop]:
-    if kind == "uvloop":
-        return pytest.importorskip("uvloop").new_event_loop  # type: ignore[no-any-return]
-    return debug_loop
 
 
 class ForeignLoop:
@@ -60,13 +56,13 @@ class ForeignLoop:
 
     def start(self) -> ForeignLoop:
         self.thread.start()
-        assert self._running.wait(WAIT)
+        assert self._running.wait(HANG)
         return self
 
     def stop(self) -> None:
         if self.thread.is_alive():
             self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(WAIT)
+            self.thread.join(HANG)
             assert not self.thread.is_alive()
 
     def close(self) -> None:
@@ -102,7 +98,6 @@ async def where() -> tuple[str, asyncio.AbstractEventLoop]:
 def test_sixteen_threads_at_once_each_get_their_own_result(foreign):
     n = 16
     loop = foreign.loop
-    barrier = threading.Barrier(n)
     arrived = 0
     all_in: asyncio.Event | None = None
 
@@ -114,27 +109,14 @@ def test_sixteen_threads_at_once_each_get_their_own_result(foreign):
         arrived += 1
         if arrived == n:
             all_in.set()
-        await asyncio.wait_for(all_in.wait(), WAIT)
+        await asyncio.wait_for(all_in.wait(), HANG)
         return i, VAR.get(), threading.current_thread().name, asyncio.get_running_loop() is loop
 
-    results: list[Any] = [None] * n
-    errors: list[BaseException] = []
+    def caller(i: int) -> Any:
+        VAR.set(f"caller {i}")
+        return blockon.run(meet(i), loop=loop)
 
-    def caller(i: int) -> None:
-        try:
-            VAR.set(f"caller {i}")
-            barrier.wait(timeout=WAIT)
-            results[i] = blockon.run(meet(i), loop=loop)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=caller, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(WAIT * 2)
-    assert not any(thread.is_alive() for thread in threads), "a caller hangs"
-    assert errors == []
+    results = run_in_threads(n, caller)
     assert results == [(i, f"caller {i}", "foreign-loop", True) for i in range(n)]
 
 
@@ -260,7 +242,7 @@ def test_own_running_loop_means_nest_other_tasks_keep_running():
             return threading.get_ident(), asyncio.get_running_loop()
 
         def sync_code() -> Any:  # sync code called from the coroutine, on the loop's thread
-            return blockon.run(needs_the_loop(), loop=loop, timeout=WAIT)
+            return blockon.run(needs_the_loop(), loop=loop, timeout=HANG)
 
         ident, ran_on = sync_code()
         await task
@@ -285,7 +267,7 @@ def test_own_running_uvloop_raises_runtime_error_at_once():
         runner.run(main())
 
 
-# --- SPEC section 4 on a given loop --------------------------------------------------------
+# --- run()'s promises on a given loop ------------------------------------------------------
 
 
 def test_exception_is_the_same_object_with_the_coroutine_frames(foreign):
@@ -307,10 +289,10 @@ def test_exception_is_the_same_object_with_the_coroutine_frames(foreign):
     names = [f.name for f in frames]
     assert names[-2:] == ["outer", "inner"], names
     assert names[0] == test_exception_is_the_same_object_with_the_coroutine_frames.__name__
-    assert not [f for f in frames if BLOCKON_DIR in Path(f.filename).parents]
+    assert blockon_frames(info.value) == []
 
 
-@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit, Bail])
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit, BaseBoom])
 def test_base_exceptions_reach_the_caller_and_the_loop_keeps_running(foreign, exc_type):
     async def bails() -> None:
         await asyncio.sleep(0)
@@ -385,7 +367,7 @@ def test_timeout_cancels_and_cleanup_runs_on_the_loop_before_timeout_error(forei
 
 def test_cancelled_from_elsewhere_raises_concurrent_futures_cancelled_error(foreign):
     async def cancels_itself() -> None:
-        asyncio.current_task().cancel()  # type: ignore[union-attr]
+        this_task().cancel()
         await asyncio.sleep(0)
 
     with pytest.raises(concurrent.futures.CancelledError):
@@ -415,16 +397,16 @@ def test_loop_stopping_or_closing_while_the_caller_waits_raises_runtime_error(ho
     thread = threading.Thread(target=caller)
     thread.start()
     try:
-        assert started.wait(WAIT)
+        assert started.wait(HANG)
         fl.stop()
         if how == "closes":
             fl.loop.close()
-        assert done.wait(WAIT), "the caller hangs on a loop that went away"
+        assert done.wait(HANG), "the caller hangs on a loop that went away"
         [exc] = outcome
         assert type(exc) is RuntimeError
         assert "not running" in str(exc) or "closed" in str(exc), str(exc)
     finally:
-        thread.join(WAIT)
+        thread.join(HANG)
         fl.close()
         gc.collect()  # a loop closed under a task: its "destroyed but pending" log stays here
 
@@ -448,7 +430,7 @@ def test_awaitable_bound_to_another_loop_fails_with_asyncios_error(foreign):
             await future
 
         with pytest.raises(RuntimeError, match="attached to a different loop"):
-            blockon.run(awaits_it(), loop=foreign.loop, timeout=WAIT)
+            blockon.run(awaits_it(), loop=foreign.loop, timeout=HANG)
 
 
 # --- Ctrl-C --------------------------------------------------------------------------------
@@ -471,7 +453,7 @@ threading.Thread(target=loop.run_forever, daemon=True).start()
 
 async def main():
     # SIGINT only once the caller waits, not while it is still inside call_soon_threadsafe:
-    # that window is another test (engine bug, below).
+    # that window has a test of its own (below).
     caller = threading.main_thread().ident
     while sys._current_frames()[caller].f_code.co_name != "<module>":
         await asyncio.sleep(0)
@@ -493,38 +475,15 @@ except KeyboardInterrupt:
 """
 
 
-def clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHONASYNCIODEBUG")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 @pytest.mark.parametrize("kind", ["asyncio", "uvloop"])
 def test_ctrl_c_while_waiting_on_a_given_loop_cancels_cleans_up_and_reraises(kind):
     if kind == "uvloop":
         pytest.importorskip("uvloop")
-    with subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(CTRL_C_SCRIPT.format(kind=kind))],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=clean_env(),
-    ) as proc:
-        try:
-            first = proc.stdout.readline()  # type: ignore[union-attr]
-            assert first == "started\n", (first, proc.stderr.read() if proc.poll() else "")  # type: ignore[union-attr]
-            sent = time.monotonic()
-            proc.send_signal(signal.SIGINT)
-            out, err = proc.communicate(timeout=WAIT)
-            elapsed = time.monotonic() - sent
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    assert out.splitlines() == ["cancelled", "cleanup done", "KeyboardInterrupt"], err
-    assert "KeyboardInterrupt" in err
-    assert proc.returncode == -signal.SIGINT, err
-    assert elapsed < 5, elapsed
+    done = send_sigint_after_started(CTRL_C_SCRIPT.format(kind=kind), exit_within=5)
+    assert done.texts == ["cancelled", "cleanup done", "KeyboardInterrupt"], done.stderr
+    assert "KeyboardInterrupt" in done.stderr
+    assert done.returncode == -signal.SIGINT, done.stderr
 
 
 INTERRUPTED_WHILE_SCHEDULING = """
@@ -569,14 +528,7 @@ except BaseException as exc:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_while_scheduling_on_a_given_loop_still_cancels_on_that_loop():
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(INTERRUPTED_WHILE_SCHEDULING)],
-        capture_output=True,
-        text=True,
-        timeout=WAIT,
-        env=clean_env(),
-        check=False,
-    )
+    proc, _ = run_script(INTERRUPTED_WHILE_SCHEDULING)
     assert proc.stdout.splitlines() == ["cleanup ran on foreign-loop", "KeyboardInterrupt"], (
         proc.stdout,
         proc.stderr,

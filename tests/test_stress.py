@@ -1,18 +1,16 @@
 """64 threads at once, each mixing run, submit, wrap_iter (lockstep and prefetch) and gather on
-one loop thread, every result checked. Written for free-threaded builds too (issue 8), where
-nothing but the engine's own locks keeps the threads apart."""
+one loop thread, every result checked. Written for free-threaded builds too, where nothing but
+the engine's own locks keeps the threads apart."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import sysconfig
-import threading
 
 import blockon
 import pytest
+
+from tests.support import clean_env, run_in_threads, run_script
 
 THREADS = 64
 ROUNDS = 8
@@ -29,21 +27,17 @@ async def numbers(n: int, start: int):
         yield i
 
 
-def worker(lt: blockon.LoopThread, ident: int, barrier: threading.Barrier, errors: list) -> None:
-    try:
-        barrier.wait()
-        for r in range(ROUNDS):
-            base = ident * 1000 + r * 100
-            assert lt.run(double(base)) == 2 * base
-            future = lt.submit(double(base + 1))
-            assert list(lt.wrap_iter(numbers(5, base))) == list(range(base, base + 5))
-            assert list(lt.wrap_iter(numbers(20, base), prefetch=8)) == list(range(base, base + 20))
-            assert lt.gather(*(double(base + i) for i in range(4))) == [
-                2 * (base + i) for i in range(4)
-            ]
-            assert future.result(timeout=60) == 2 * (base + 1)
-    except BaseException as exc:  # reported by the test, with the thread that saw it
-        errors.append((ident, exc))
+def mix(lt: blockon.LoopThread, ident: int) -> None:
+    for r in range(ROUNDS):
+        base = ident * 1000 + r * 100
+        assert lt.run(double(base)) == 2 * base
+        future = lt.submit(double(base + 1))
+        assert list(lt.wrap_iter(numbers(5, base))) == list(range(base, base + 5))
+        assert list(lt.wrap_iter(numbers(20, base), prefetch=8)) == list(range(base, base + 20))
+        assert lt.gather(*(double(base + i) for i in range(4))) == [
+            2 * (base + i) for i in range(4)
+        ]
+        assert future.result(timeout=60) == 2 * (base + 1)
 
 
 @pytest.mark.timeout(120)
@@ -52,18 +46,8 @@ def test_64_threads_mixing_every_kind_of_call(kind):
     factory = None
     if kind == "uvloop":
         factory = pytest.importorskip("uvloop").new_event_loop
-    errors: list = []
-    barrier = threading.Barrier(THREADS)
     with blockon.LoopThread(factory, name="stress") as lt:
-        threads = [
-            threading.Thread(target=worker, args=(lt, i, barrier, errors)) for i in range(THREADS)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=100)
-        assert not any(thread.is_alive() for thread in threads), "a thread hung"
-    assert errors == []
+        run_in_threads(THREADS, lambda ident: mix(lt, ident), timeout=100)
 
 
 @pytest.mark.skipif(
@@ -73,13 +57,7 @@ def test_64_threads_mixing_every_kind_of_call(kind):
 def test_import_keeps_the_gil_off_on_a_free_threaded_build():
     # A fresh interpreter: the running one may have imported extensions that turned it on.
     # PYTHON_GIL unset, so CPython's own choice (on unless every module says gil_used=false).
-    env = {k: v for k, v in os.environ.items() if k != "PYTHON_GIL"}
-    out = subprocess.run(
-        [sys.executable, "-c", "import sys, blockon; print(sys._is_gil_enabled())"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=True,
+    proc, _ = run_script(
+        "import sys, blockon; print(sys._is_gil_enabled())", env=clean_env("PYTHON_GIL")
     )
-    assert out.stdout.strip() == "False", out.stderr
+    assert (proc.returncode, proc.stdout.strip()) == (0, "False"), proc.stderr

@@ -10,21 +10,18 @@ import inspect
 import logging
 import re
 import threading
+from typing import Any
 
 import blockon
 import pytest
-from conftest import Boom
+
+from tests.support import Boom, answer, this_task
 
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("VAR", default="unset")
 
 
-async def answer(value=42):
-    await asyncio.sleep(0)
-    return value
-
-
 async def cancels_itself():
-    asyncio.current_task().cancel()
+    this_task().cancel()
     await asyncio.sleep(0)
 
 
@@ -140,7 +137,7 @@ def test_task_ending_cancelled_counts_as_done_for_as_completed(target):
 
     async def cancels_itself_when_told():
         await asyncio.to_thread(go.wait, 30)
-        asyncio.current_task().cancel()
+        this_task().cancel()
         await asyncio.sleep(0)
 
     finished = target.submit(answer())
@@ -161,12 +158,12 @@ def test_task_ending_cancelled_counts_as_done_for_wait(target):
 
     async def cancels_itself_when_waited_on():
         await asyncio.to_thread(waiter_installed.wait, 30)
-        asyncio.current_task().cancel()
+        this_task().cancel()
         await asyncio.sleep(0)
 
     fut = target.submit(cancels_itself_when_waited_on())
 
-    class SignallingList(list):
+    class SignallingList(list[Any]):
         def append(self, item):
             super().append(item)
             waiter_installed.set()

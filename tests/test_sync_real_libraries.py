@@ -3,13 +3,12 @@ twin: connect, create, insert, query, a cursor iterated, ``with`` on a connectio
 cursor) and httpx (``AsyncClient``'s twin class against a local server: get, post, errors,
 a response streamed line by line).
 
-Issue 5, "How it is proven". Real loops on every kind of loop thread; the server is a stdlib
-HTTP server on 127.0.0.1 in a thread, synchronised with events, never sleeps.
+Real loops on every kind of loop thread; the server is a stdlib HTTP server on 127.0.0.1 in a
+thread, synchronised with events, never sleeps.
 """
 
 from __future__ import annotations
 
-import functools
 import http.server
 import json
 import sqlite3
@@ -17,29 +16,21 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import blockon
 import pytest
-from blockon import _sync
+
+from tests.support import HANG, run_in_threads
 
 aiosqlite = pytest.importorskip("aiosqlite")
 httpx = pytest.importorskip("httpx")
-
-HANG = 30  # seconds: a guard against hangs only
-
-
-def sync_for(target: Any) -> Any:
-    owner = blockon if target.kind == "default" else target.thread
-    public = getattr(owner, "sync", None)
-    return public if public is not None else functools.partial(_sync.sync, target.thread)
 
 
 # --- aiosqlite -----------------------------------------------------------------------------
 
 
 def test_aiosqlite_with_on_a_connection(target):
-    sqlite = sync_for(target)(aiosqlite)
+    sqlite = target.api.sync(aiosqlite)
     with sqlite.connect(":memory:") as db:
-        assert isinstance(db, sync_for(target)(aiosqlite.Connection))
+        assert isinstance(db, target.api.sync(aiosqlite.Connection))
         db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
         db.execute("INSERT INTO notes (text) VALUES (?)", ("first",))
         db.executemany("INSERT INTO notes (text) VALUES (?)", [("second",), ("third",)])
@@ -74,7 +65,7 @@ def test_aiosqlite_with_on_a_connection(target):
 
 
 def test_aiosqlite_connect_then_close_and_errors(target, tmp_path):
-    sqlite = sync_for(target)(aiosqlite)
+    sqlite = target.api.sync(aiosqlite)
     path = str(tmp_path / "notes.db")
     db = sqlite.connect(path)  # awaited at once: connected now
     try:
@@ -94,24 +85,15 @@ def test_aiosqlite_connect_then_close_and_errors(target, tmp_path):
 
 
 def test_aiosqlite_one_connection_many_threads(target):
-    sqlite = sync_for(target)(aiosqlite)
+    sqlite = target.api.sync(aiosqlite)
     with sqlite.connect(":memory:") as db:
         db.execute("CREATE TABLE hits (thread INTEGER, n INTEGER)")
-        errors: list[BaseException] = []
 
         def insert(i: int) -> None:
-            try:
-                for n in range(25):
-                    db.execute("INSERT INTO hits VALUES (?, ?)", (i, n))
-            except BaseException as exc:
-                errors.append(exc)
+            for n in range(25):
+                db.execute("INSERT INTO hits VALUES (?, ?)", (i, n))
 
-        threads = [threading.Thread(target=insert, args=(i,)) for i in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(HANG)
-        assert errors == []
+        run_in_threads(4, insert)
         db.commit()
         assert db.execute_fetchall("SELECT count(*) FROM hits") == [(100,)]
 
@@ -186,11 +168,11 @@ def server(http_server: Any) -> Iterator[Any]:
 
 
 def test_httpx_client_twin_get_post_and_errors(target, server):
-    Client = sync_for(target)(httpx.AsyncClient)
+    Client = target.api.sync(httpx.AsyncClient)
     with Client(base_url=server.url) as client:
         assert isinstance(client, Client)
         response = client.get("/hello/ada")
-        assert isinstance(response, sync_for(target)(httpx.Response))
+        assert isinstance(response, target.api.sync(httpx.Response))
         assert response.status_code == 200
         assert response.json() == {"hello": "/hello/ada"}
         assert response.headers["content-type"] == "application/json"
@@ -203,7 +185,7 @@ def test_httpx_client_twin_get_post_and_errors(target, server):
 
 
 def test_httpx_stream_lines(target, server):
-    hx = sync_for(target)(httpx)  # the whole module, twinned
+    hx = target.api.sync(httpx)  # the whole module, twinned
     with hx.AsyncClient() as client, client.stream("GET", f"{server.url}/stream") as response:
         assert response.status_code == 200
         lines = response.aiter_lines()
@@ -216,7 +198,7 @@ def test_httpx_stream_lines(target, server):
 
 
 def test_httpx_stream_left_part_way(target, server):
-    Client = sync_for(target)(httpx.AsyncClient)
+    Client = target.api.sync(httpx.AsyncClient)
     with Client() as client:
         with client.stream("GET", f"{server.url}/stream") as response:
             lines = response.aiter_lines()
@@ -228,23 +210,12 @@ def test_httpx_stream_left_part_way(target, server):
 
 
 def test_httpx_one_client_many_threads(target, server):
-    Client = sync_for(target)(httpx.AsyncClient)
+    Client = target.api.sync(httpx.AsyncClient)
     with Client(base_url=server.url) as client:
-        errors: list[BaseException] = []
-        start = threading.Barrier(6, timeout=HANG)
 
         def fetch(i: int) -> None:
-            try:
-                start.wait()
-                for j in range(5):
-                    path = f"/hello/{i}-{j}"
-                    assert client.get(path).json() == {"hello": path}
-            except BaseException as exc:
-                errors.append(exc)
+            for j in range(5):
+                path = f"/hello/{i}-{j}"
+                assert client.get(path).json() == {"hello": path}
 
-        threads = [threading.Thread(target=fetch, args=(i,)) for i in range(6)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(HANG)
-        assert errors == []
+        run_in_threads(6, fetch)

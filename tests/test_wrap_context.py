@@ -1,19 +1,16 @@
 """``wrap_context``: async context managers from sync ``with`` blocks.
 
-SPEC section 3 (``wrap_context``) and issue 3: values and exceptions forwarded by the book,
-``__aenter__`` and ``__aexit__`` in one task (so task-bound managers work), awaitables that
-return a manager, Ctrl-C in the body, every loop kind, sync code on the loop thread itself.
+Values and exceptions forwarded by the book, ``__aenter__`` and ``__aexit__`` in one task (so
+task-bound managers work), awaitables that return a manager, Ctrl-C in the body, every loop
+kind, sync code on the loop thread itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import os
 import signal
-import subprocess
 import sys
-import textwrap
 import threading
 import traceback
 from contextlib import asynccontextmanager
@@ -21,34 +18,15 @@ from typing import Any
 
 import blockon
 import pytest
-from conftest import Boom
 
-
-def api(target: Any) -> Any:
-    """The module-level functions for the default loop thread, else the LoopThread's methods."""
-    return blockon if target.kind == "default" else target.thread
-
-
-class Recorder:
-    """An async context manager that records what it was given, where and in which task."""
-
-    def __init__(self, value: Any = "entered", suppress: Any = False) -> None:
-        self.value = value
-        self.suppress = suppress
-        self.events: list[tuple[Any, ...]] = []
-
-    async def __aenter__(self) -> Any:
-        await asyncio.sleep(0)
-        self.events.append(("enter", threading.current_thread().name, asyncio.current_task()))
-        return self.value
-
-    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
-        await asyncio.sleep(0)
-        self.events.append(
-            ("exit", threading.current_thread().name, asyncio.current_task(), exc_type, exc, tb)
-        )
-        return self.suppress
-
+from tests.support import (
+    BaseBoom,
+    Boom,
+    Recorder,
+    blockon_frames,
+    run_in_threads,
+    send_sigint_after_started,
+)
 
 # --- values and exceptions ----------------------------------------------------------------
 
@@ -56,66 +34,66 @@ class Recorder:
 def test_enter_returns_what_aenter_returned(target):
     sentinel = object()
     manager = Recorder(sentinel)
-    with api(target).wrap_context(manager) as value:
+    with target.api.wrap_context(manager) as value:
         assert value is sentinel
-        assert [e[0] for e in manager.events] == ["enter"]  # entered before the body
-    assert [e[0] for e in manager.events] == ["enter", "exit"]
-    assert manager.events[1][3:] == (None, None, None)
+        assert [step.what for step in manager.log] == ["enter"]  # entered before the body
+    assert [step.what for step in manager.log] == ["enter", "exit"]
+    exit_step = manager.log[1]
+    assert (exit_step.exc_type, exit_step.exc, exit_step.tb) == (None, None, None)
 
 
 def test_enter_and_exit_run_in_one_task_on_the_loop_thread(target):
     manager = Recorder()
-    with api(target).wrap_context(manager):
+    with target.api.wrap_context(manager):
         pass
-    (_, enter_thread, enter_task), (_, exit_thread, exit_task, *_) = manager.events
-    assert enter_thread == exit_thread == target.thread.name
-    assert enter_task is exit_task
-    assert enter_task is not None
+    entered, exited = manager.log
+    assert entered.thread == exited.thread == target.thread.name
+    assert entered.task is exited.task
+    assert entered.task is not None
 
 
 def test_the_bodys_exception_reaches_aexit_and_propagates(target):
     manager = Recorder()
     error = Boom("in the body")
-    with pytest.raises(Boom) as info, api(target).wrap_context(manager):
+    with pytest.raises(Boom) as info, target.api.wrap_context(manager):
         raise error
     assert info.value is error
-    _, _, _, exc_type, exc, tb = manager.events[1]
-    assert exc_type is Boom
-    assert exc is error
-    assert tb is not None
-    assert tb.tb_frame.f_code.co_name == "test_the_bodys_exception_reaches_aexit_and_propagates"
+    exited = manager.log[1]
+    assert exited.exc_type is Boom
+    assert exited.exc is error
+    assert exited.tb is not None
+    assert (
+        exited.tb.tb_frame.f_code.co_name == "test_the_bodys_exception_reaches_aexit_and_propagates"
+    )
 
 
 @pytest.mark.parametrize("result", [True, 1, "yes"], ids=["True", "1", "non-empty-str"])
 def test_a_true_aexit_result_suppresses(target, result):
     manager = Recorder(suppress=result)
-    with api(target).wrap_context(manager):
+    with target.api.wrap_context(manager):
         raise Boom("suppressed")
-    assert manager.events[1][3] is Boom
+    assert manager.log[1].exc_type is Boom
 
 
 @pytest.mark.parametrize("result", [False, None, 0])
 def test_a_false_aexit_result_does_not_suppress(target, result):
     manager = Recorder(suppress=result)
-    with pytest.raises(Boom), api(target).wrap_context(manager):
+    with pytest.raises(Boom), target.api.wrap_context(manager):
         raise Boom("propagates")
 
 
 def test_base_exceptions_from_the_body_reach_aexit(target):
-    class Interrupt(BaseException):
-        pass
-
     manager = Recorder()
-    with pytest.raises(Interrupt), api(target).wrap_context(manager):
-        raise Interrupt
-    assert manager.events[1][3] is Interrupt
+    with pytest.raises(BaseBoom), target.api.wrap_context(manager):
+        raise BaseBoom
+    assert manager.log[1].exc_type is BaseBoom
 
 
 def test_a_base_exception_suppressed_by_aexit(target):
     manager = Recorder(suppress=True)
-    with api(target).wrap_context(manager):
+    with target.api.wrap_context(manager):
         raise KeyboardInterrupt  # handed to __aexit__, which suppresses it
-    assert manager.events[1][3] is KeyboardInterrupt
+    assert manager.log[1].exc_type is KeyboardInterrupt
     # The loop thread is sound afterwards.
     assert target.run(asyncio.sleep(0, "fine")) == "fine"
 
@@ -131,7 +109,7 @@ def test_asynccontextmanager_sees_the_bodys_exception_and_may_swallow_it(target)
             seen.append(exc)  # returning normally after the yield suppresses it
 
     error = Boom("swallowed")
-    with api(target).wrap_context(swallowing()) as value:
+    with target.api.wrap_context(swallowing()) as value:
         assert value == "value"
         raise error
     assert seen == [error]
@@ -145,14 +123,14 @@ def test_aenter_error_propagates_and_aexit_is_not_called(target):
             raise error
 
     manager = Refusing()
-    with pytest.raises(Boom) as info, api(target).wrap_context(manager):
+    with pytest.raises(Boom) as info, target.api.wrap_context(manager):
         pytest.fail("the body must not run")  # pragma: no cover
     assert info.value is error
-    assert manager.events == []
+    assert manager.log == []
     # The traceback shows __aenter__'s own frame and no blockon internals.
     frames = traceback.extract_tb(info.value.__traceback__)
     assert frames[-1].name == "__aenter__"
-    assert not any(f"{os.sep}blockon{os.sep}" in frame.filename for frame in frames), frames
+    assert blockon_frames(info.value) == []
 
 
 def test_aexit_error_propagates(target):
@@ -162,7 +140,7 @@ def test_aexit_error_propagates(target):
         async def __aexit__(self, *exc_info):
             raise error
 
-    with pytest.raises(Boom) as info, api(target).wrap_context(Failing()):
+    with pytest.raises(Boom) as info, target.api.wrap_context(Failing()):
         pass
     assert info.value is error
     assert traceback.extract_tb(info.value.__traceback__)[-1].name == "__aexit__"
@@ -175,7 +153,7 @@ def test_aexit_error_replacing_the_bodys_is_chained_to_it(target):
         async def __aexit__(self, *exc_info):
             raise RuntimeError("exit")
 
-    with pytest.raises(RuntimeError) as info, api(target).wrap_context(Failing()):
+    with pytest.raises(RuntimeError) as info, target.api.wrap_context(Failing()):
         raise body_error
     assert info.value.__context__ is body_error
 
@@ -194,7 +172,7 @@ def test_runs_in_a_copy_of_the_callers_context(target):
 
     token = var.set("caller's")
     try:
-        with api(target).wrap_context(Reading()):
+        with target.api.wrap_context(Reading()):
             assert var.get() == "caller's"  # the copy's changes stay on the loop
     finally:
         var.reset(token)
@@ -202,7 +180,7 @@ def test_runs_in_a_copy_of_the_callers_context(target):
 
 
 def test_the_body_can_use_the_loop_while_inside(target):
-    b = api(target)
+    b = target.api
 
     @asynccontextmanager
     async def connection():
@@ -216,7 +194,7 @@ def test_the_body_can_use_the_loop_while_inside(target):
 
 
 def test_a_manager_is_entered_once(target):
-    bridge = api(target).wrap_context(Recorder())
+    bridge = target.api.wrap_context(Recorder())
     with bridge:
         pass
     with pytest.raises((RuntimeError, ValueError), match="already"), bridge:
@@ -224,35 +202,23 @@ def test_a_manager_is_entered_once(target):
 
 
 def test_nested_and_in_many_threads(target):
-    b = api(target)
-    errors: list[BaseException] = []
-    start = threading.Barrier(8)
+    b = target.api
 
     def work(tag: int) -> None:
-        try:
-            outer, inner = Recorder(("outer", tag)), Recorder(("inner", tag))
-            start.wait(30)
-            for _ in range(20):
-                with b.wrap_context(outer) as o, b.wrap_context(inner) as i:
-                    assert (o, i) == (("outer", tag), ("inner", tag))
-            assert len(outer.events) == len(inner.events) == 40
-        except BaseException as exc:  # reported below
-            errors.append(exc)
+        outer, inner = Recorder(("outer", tag)), Recorder(("inner", tag))
+        for _ in range(20):
+            with b.wrap_context(outer) as o, b.wrap_context(inner) as i:
+                assert (o, i) == (("outer", tag), ("inner", tag))
+        assert len(outer.log) == len(inner.log) == 40
 
-    threads = [threading.Thread(target=work, args=(tag,)) for tag in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert not errors
-    assert not any(thread.is_alive() for thread in threads)
+    run_in_threads(8, work)
 
 
 # --- task-bound managers held across the yield --------------------------------------------
 
 
 def test_timeout_and_task_group_held_across_the_yield(target):
-    b = api(target)
+    b = target.api
     log: list[Any] = []
 
     @asynccontextmanager
@@ -305,7 +271,7 @@ def test_timeout_held_across_the_yield_expires_during_aexit(target):
             # Expire now, while the group waits for a child that never ends on its own.
             deadline.reschedule(asyncio.get_running_loop().time())
 
-    with pytest.raises(TimeoutError), api(target).wrap_context(guarded()):
+    with pytest.raises(TimeoutError), target.api.wrap_context(guarded()):
         pass
     assert log == ["child cancelled"]
 
@@ -324,13 +290,13 @@ def test_task_group_child_failure_during_aexit_surfaces_at_exit(target):
             yield tg
             release.set()  # the child fails while the group waits for it
 
-    with pytest.raises(ExceptionGroup) as info, api(target).wrap_context(group()):
+    with pytest.raises(ExceptionGroup) as info, target.api.wrap_context(group()):
         pass
     assert [type(e) for e in info.value.exceptions] == [Boom]
 
 
 def test_task_group_child_failing_while_the_body_runs_surfaces_at_exit(target):
-    b = api(target)
+    b = target.api
 
     @asynccontextmanager
     async def group():
@@ -350,7 +316,7 @@ def test_task_group_child_failing_while_the_body_runs_surfaces_at_exit(target):
 
 
 def test_timeout_expiring_while_the_body_runs_raises_timeout_error(target):
-    b = api(target)
+    b = target.api
     seen: list[Any] = []
 
     @asynccontextmanager
@@ -384,10 +350,10 @@ def test_a_coroutine_returning_a_manager(target):
         steps.append(("connect", asyncio.current_task()))
         return manager
 
-    with api(target).wrap_context(connect()) as value:
+    with target.api.wrap_context(connect()) as value:
         assert value == "connected"
     # Awaited, entered and exited in one task.
-    assert steps[0][1] is manager.events[0][2] is manager.events[1][2]
+    assert steps[0][1] is manager.log[0].task is manager.log[1].task
 
 
 def test_an_awaitable_object_returning_a_manager(target):
@@ -398,9 +364,9 @@ def test_an_awaitable_object_returning_a_manager(target):
             yield from asyncio.sleep(0).__await__()
             return manager
 
-    with api(target).wrap_context(Pending()) as value:
+    with target.api.wrap_context(Pending()) as value:
         assert value == "from __await__"
-    assert [e[0] for e in manager.events] == ["enter", "exit"]
+    assert [step.what for step in manager.log] == ["enter", "exit"]
 
 
 def test_an_object_both_awaitable_and_a_manager_is_entered_not_awaited(target):
@@ -413,7 +379,7 @@ def test_an_object_both_awaitable_and_a_manager_is_entered_not_awaited(target):
             yield from asyncio.sleep(0).__await__()
             return self
 
-    with api(target).wrap_context(RequestContext("response")) as value:
+    with target.api.wrap_context(RequestContext("response")) as value:
         assert value == "response"
     assert log == []
 
@@ -424,7 +390,7 @@ def test_an_awaitable_returning_something_else_is_a_type_error(target):
 
     with (
         pytest.raises(TypeError, match=r"""['"]int['"]"""),
-        api(target).wrap_context(not_a_manager()),
+        target.api.wrap_context(not_a_manager()),
     ):
         pytest.fail("the body must not run")  # pragma: no cover
 
@@ -433,7 +399,7 @@ def test_an_awaitable_that_raises(target):
     async def refused():
         raise ConnectionRefusedError("no server")
 
-    with pytest.raises(ConnectionRefusedError), api(target).wrap_context(refused()):
+    with pytest.raises(ConnectionRefusedError), target.api.wrap_context(refused()):
         pytest.fail("the body must not run")  # pragma: no cover
 
 
@@ -442,12 +408,12 @@ def test_an_awaitable_that_raises(target):
 
 def test_a_plain_object_is_refused_naming_its_type(target):
     with pytest.raises(TypeError, match="'object'"):
-        api(target).wrap_context(object())
+        target.api.wrap_context(object())
 
 
 def test_a_sync_context_manager_gets_a_hint(target):
     with pytest.raises(TypeError, match="plain context manager"):
-        api(target).wrap_context(threading.Lock())
+        target.api.wrap_context(threading.Lock())
 
 
 def test_an_uncalled_coroutine_function_gets_a_hint(target):
@@ -455,7 +421,7 @@ def test_an_uncalled_coroutine_function_gets_a_hint(target):
         return Recorder()  # pragma: no cover
 
     with pytest.raises(TypeError, match="call it first"):
-        api(target).wrap_context(connect)
+        target.api.wrap_context(connect)
 
 
 def test_closed_loop_thread_refuses_with_runtime_error():
@@ -471,7 +437,7 @@ def test_closed_loop_thread_refuses_with_runtime_error():
 
 def test_on_the_loop_thread_itself(reentrant_target):
     target = reentrant_target
-    b = api(target)
+    b = target.api
     manager = Recorder("inside")
 
     async def main():
@@ -481,13 +447,13 @@ def test_on_the_loop_thread_itself(reentrant_target):
 
     value, caller_task = target.run(main())
     assert value == "inside"
-    enter_task, exit_task = manager.events[0][2], manager.events[1][2]
+    enter_task, exit_task = manager.log[0].task, manager.log[1].task
     assert enter_task is exit_task is not caller_task
 
 
 def test_on_the_loop_thread_itself_other_tasks_keep_running(reentrant_target):
     target = reentrant_target
-    b = api(target)
+    b = target.api
 
     async def main():
         ready = asyncio.Event()
@@ -572,22 +538,7 @@ except KeyboardInterrupt:
 def test_ctrl_c_in_the_body_still_runs_aexit(kind):
     if kind == "uvloop":
         pytest.importorskip("uvloop")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHONASYNCIODEBUG")}
-    env["PYTHONUNBUFFERED"] = "1"
-    with subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(CTRL_C_SCRIPT.format(kind=kind))],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    ) as proc:
-        try:
-            assert proc.stdout.readline() == "started\n"
-            proc.send_signal(signal.SIGINT)
-            out, err = proc.communicate(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    assert out.splitlines() == ["aexit KeyboardInterrupt blockon", "KeyboardInterrupt"], err
-    assert proc.returncode == -signal.SIGINT
-    assert err.rstrip().endswith("KeyboardInterrupt"), err
+    done = send_sigint_after_started(CTRL_C_SCRIPT.format(kind=kind))
+    assert done.texts == ["aexit KeyboardInterrupt blockon", "KeyboardInterrupt"], done.stderr
+    assert done.returncode == -signal.SIGINT
+    assert done.stderr.rstrip().endswith("KeyboardInterrupt"), done.stderr

@@ -1,8 +1,9 @@
 """What ``blockon.sync()`` twins are typed as.
 
-Checked by mypy (strict) from ``tests/test_sync.py::test_typing_example_passes_mypy``, and run
-as a script by ``test_typing_example_runs``, so the types and the behaviour are proven to
-agree. ``assert_type`` is a no-op at run time; the ``assert`` statements check the values.
+Checked by mypy, strictly (by ``make lint``, and by
+``tests/test_sync.py::test_typing_example_passes_mypy``), and run as a script by
+``test_typing_example_runs``, so the types and the behaviour are proven to agree.
+``assert_type`` is a no-op at run time; the ``assert`` statements check the values.
 """
 
 from __future__ import annotations

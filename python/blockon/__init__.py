@@ -7,21 +7,22 @@ once::
 
     data = blockon.run(client.fetch(url))
 
-See the README and docs/ for the rules of where the work runs.
+docs/reference.md is the reference of every public name.
 """
 
-from ._api import enter_context, gather, map, wrap_context, wrap_iter
-from ._blockon import run, submit
+from ._api import call, enter_context, gather, run, submit, sync, wrap_context, wrap_iter
+from ._api import map as map
 from ._loopthread import LoopThread, default_loop_thread
-from ._sync import sync_default as sync
 from ._to_thread import to_thread
 
+# `map` is public as `blockon.map`, but not in __all__: `from blockon import *` must not
+# shadow the builtin.
 __all__ = (
     "LoopThread",
+    "call",
     "default_loop_thread",
     "enter_context",
     "gather",
-    "map",
     "run",
     "submit",
     "sync",
@@ -31,3 +32,20 @@ __all__ = (
 )
 
 __version__ = "0.1.0"
+
+# Public objects report the public module, so help(), reprs and tracebacks never show
+# private module names (bound methods report their function's).
+for _obj in (LoopThread, default_loop_thread, to_thread, run, submit):
+    _obj.__module__ = __name__
+for _name in (
+    "call",
+    "sync",
+    "wrap_context",
+    "enter_context",
+    "wrap_iter",
+    "gather",
+    "map",
+    "close",
+):
+    getattr(LoopThread, _name).__module__ = __name__
+del _obj, _name

@@ -1,47 +1,42 @@
 """``LoopThread``: a thread running one asyncio event loop, and the process's default one.
 
-The native base class (``_blockon.LoopThreadBase``) holds the engine: the state machine, the inbox,
-``run`` and ``submit``. This class supplies the thread itself and the part of its life that
-is a sequence of asyncio calls: making the loop, and shutting it down the way
-``asyncio.run`` does (cancel leftover tasks, finalize async generators, shut the default
-executor down, close), each step bounded in time so that closing, and interpreter exit,
-never hang.
+Each public operation is defined here once, with its signature, overloads and docstring; the
+module-level functions of ``blockon`` are the default loop thread's methods. ``run`` and
+``submit`` are the engine's own (``_blockon.LoopThreadBase``); the other operations check
+their arguments and hand the work to the modules named for them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
-import os
-import sys
-import threading
-import traceback
-import weakref
 from collections.abc import AsyncIterable, Awaitable, Callable, Generator, Iterable, Iterator
 from contextlib import AbstractContextManager as ContextManager
 from types import TracebackType
 
-from . import _blockon, _bridges, _fanout, _sync
+from . import _blockon, _bridges, _call, _gather, _map, _sync
+from ._arguments import check_callable, type_name
+from ._children import Failed
+from ._running import LoopRunner, register
 
 # typing is for the type checker only: CPython 3.14's asyncio no longer imports it, and at
 # run time it would add about 3 ms to `import blockon` (docs/how-it-works.md).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, TypeVar
+    import types
+    from collections.abc import AsyncGenerator, AsyncIterator
+    from typing import Any, Literal, ParamSpec, TypeVar, overload
+
+    from ._bridges import AsyncContextSource
 
     T = TypeVar("T")
-
-_SelectorLoop = asyncio.selector_events.BaseSelectorEventLoop
-
-#: Seconds each shutdown step (cancelled tasks, async generators, executor) may take.
-SHUTDOWN_STEP_TIMEOUT = 5.0
-#: Seconds interpreter exit waits for each loop thread to close.
-EXIT_TIMEOUT = 10.0
-
-_live: weakref.WeakSet[LoopThread] = weakref.WeakSet()
+    S = TypeVar("S")
+    P = ParamSpec("P")
+    A1 = TypeVar("A1")
+    A2 = TypeVar("A2")
+    A3 = TypeVar("A3")
 
 
-class LoopThread(_blockon.LoopThreadBase):
+class LoopThread(LoopRunner):
     """A thread running one asyncio event loop, started lazily on first use.
 
     Safe to use from any number of threads at once. Closed by ``close()``, by leaving a
@@ -49,6 +44,8 @@ class LoopThread(_blockon.LoopThreadBase):
     ``asyncio.new_event_loop``, which honours an installed event-loop policy such as
     uvloop's); ``name`` names the thread; ``blocked_warning`` is the number of seconds a
     caller may block a running event loop before a ``RuntimeWarning`` says so (``None``: never).
+
+    Raised when ``loop_factory`` is not callable or ``name`` is not a str: ``TypeError``.
     """
 
     def __init__(
@@ -61,16 +58,12 @@ class LoopThread(_blockon.LoopThreadBase):
         if loop_factory is not None and not callable(loop_factory):
             raise TypeError(
                 "loop_factory must be a callable that returns a new event loop, such as "
-                f"uvloop.new_event_loop (no parentheses), got {type(loop_factory).__name__!r}"
+                f"uvloop.new_event_loop (no parentheses), got {type_name(loop_factory)}"
             )
         if not isinstance(name, str):
-            raise TypeError(f"name must be a str, got {type(name).__name__!r}")
-        self._loop_factory = loop_factory
-        self._name = name
+            raise TypeError(f"name must be a str, got {type_name(name)}")
+        super().__init__(loop_factory, name)
         self.blocked_warning = blocked_warning
-        self._entered: list[_blockon.ContextBridge[Any]] = []
-        self._entered_lock = threading.Lock()
-        _live.add(self)
 
     @property
     def name(self) -> str:
@@ -85,31 +78,108 @@ class LoopThread(_blockon.LoopThreadBase):
         """
         return self._event_loop()
 
-    #: The sync twin of an async function, generator function, class, instance or module,
-    #: bound to this loop thread. See ``blockon.sync``.
-    sync = _sync.sync
+    if TYPE_CHECKING:
 
-    def wrap_context(self, acm: _bridges.AsyncContextSource[T]) -> ContextManager[T]:
+        @overload
+        def sync(self, obj: type[Any], /) -> type[Any]: ...
+        @overload
+        def sync(self, obj: types.ModuleType, /) -> Any: ...
+        @overload
+        def sync(
+            self, obj: Callable[P, AsyncGenerator[T, S]], /
+        ) -> Callable[P, Generator[T, S, None]]: ...
+        @overload
+        def sync(
+            self, obj: Callable[P, AsyncIterator[T]], /
+        ) -> Callable[P, Generator[T, Any, None]]: ...
+        @overload
+        def sync(self, obj: Callable[P, Awaitable[T]], /) -> Callable[P, T]: ...
+        @overload
+        def sync(self, obj: Callable[P, T], /) -> Callable[P, T]: ...
+        @overload
+        def sync(self, obj: Any, /) -> Any: ...
+
+    def sync(self, obj: Any, /) -> Any:
+        """The sync twin of ``obj``, bound to this loop thread; usable as a decorator.
+
+        - async function -> function (bound and unbound methods, classmethods,
+          staticmethods, ``functools.partial`` objects alike); a call returns the awaited
+          value;
+        - async generator function -> generator function (``send``/``throw``/``close`` map
+          to ``asend``/``athrow``/``aclose``, lockstep, in one task on the loop);
+        - class with async methods (or an async context manager or async iterable class)
+          -> twin class; instance of one -> its twin; module -> module twin: attributes
+          twinned by the same rules, call results awaited, bridged or twinned;
+        - an async generator object -> a generator over it, lockstep;
+        - sync callables, twins and plain data -> returned unchanged.
+
+        Twins always run on this loop thread.
+
+        Raised when ``obj`` is a lone awaitable (a coroutine, task or future):
+        ``TypeError`` (a coroutine is closed first); run it with ``run()`` instead.
+        """
+        return _sync.sync(self, obj)
+
+    if TYPE_CHECKING:
+
+        @overload
+        def call(
+            self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+        ) -> T: ...
+        @overload
+        def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
+
+    def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Call ``fn(*args, **kwargs)`` on this loop thread and return its result, awaited
+        there first if it is awaitable.
+
+        For objects that bind to the loop of the thread that makes them (a connection pool,
+        a client session, a stub): made here, they belong to this loop thread, where
+        ``run()``, ``sync()`` twins and the bridges use them, e.g.
+        ``pool = call(asyncpg.create_pool, dsn)``. Runs in a copy of the caller's context,
+        and waits as ``run()`` does (from the loop thread itself, re-entrantly).
+
+        Raised when ``fn`` raises, or what it returns raises when awaited: that exception,
+        the same object.
+        Raised when Ctrl-C is pressed while the main thread waits: ``KeyboardInterrupt``,
+        after the awaited work was cancelled and its cleanup ran.
+        Raised when the work is cancelled by something other than the caller:
+        ``concurrent.futures.CancelledError``.
+        Raised when ``fn`` is not callable: ``TypeError`` (a coroutine passed instead of its
+        function is closed first, and the message says what to pass).
+        Raised when the loop thread is closed: ``RuntimeError``.
+        """
+        check_callable(fn, "call")
+        out = self.run(_call.call(fn, args, kwargs))
+        if isinstance(out, Failed):
+            raise out.exc  # raised here, so the traceback shows fn's own frames
+        return out
+
+    def wrap_context(self, acm: AsyncContextSource[T]) -> ContextManager[T]:
         """``with`` over an async context manager (or an awaitable returning one).
 
         ``__enter__`` returns what ``__aenter__`` returned; the body's exception goes to
         ``__aexit__``, whose true result suppresses it. ``__aenter__`` and ``__aexit__`` run
         in one task on the loop, so managers bound to their task (``asyncio.timeout()``,
         task groups, cancel scopes) work.
+
+        Raised when ``acm`` is neither an async context manager nor awaitable: ``TypeError``.
         """
         return _bridges.wrap_context(self, acm)
 
-    def enter_context(self, acm: _bridges.AsyncContextSource[T]) -> T:
+    def enter_context(self, acm: AsyncContextSource[T]) -> T:
         """Enter an async context manager now and return what ``__aenter__`` returned.
 
         It is exited, newest first, when this loop thread closes (for the default one, at
         interpreter exit), or when a ``with LoopThread() as lt:`` block ends.
+
+        Raised when ``acm`` is neither an async context manager nor awaitable: ``TypeError``.
+        Raised when ``__aenter__`` raises: that exception.
         """
         bridge, value = _bridges.enter(self, acm)
         with self._entered_lock:
             self._entered.append(bridge)
-        entered: T = value
-        return entered
+        return value
 
     def wrap_iter(self, ait: AsyncIterable[T], *, prefetch: int = 0) -> Iterator[T]:
         """Iterate an async iterable from sync code.
@@ -118,8 +188,31 @@ class LoopThread(_blockon.LoopThreadBase):
         consumed that was not asked for. ``prefetch=N``: up to N items are pulled ahead into
         a bounded buffer, and items pulled ahead but never taken are dropped on close.
         ``close()``, ``break`` and garbage collection await the iterator's ``aclose()``.
+
+        Raised when ``ait`` has no ``__aiter__``: ``TypeError`` (saying what to do, e.g.
+        await a coroutine first). Raised when ``prefetch`` is not an int: ``TypeError``;
+        when it is negative or too large: ``ValueError``.
         """
         return _bridges.wrap_iter(self, ait, prefetch)
+
+    if TYPE_CHECKING:
+
+        @overload
+        def gather(
+            self,
+            *aws: Awaitable[T],
+            limit: int | None = None,
+            return_exceptions: Literal[False] = False,
+            timeout: float | None = None,
+        ) -> list[T]: ...
+        @overload
+        def gather(
+            self,
+            *aws: Awaitable[T],
+            limit: int | None = None,
+            return_exceptions: bool,
+            timeout: float | None = None,
+        ) -> list[T | BaseException]: ...
 
     def gather(
         self,
@@ -131,31 +224,132 @@ class LoopThread(_blockon.LoopThreadBase):
         """Await the awaitables concurrently on this loop thread; return their results in
         argument order.
 
-        The whole batch goes to the loop thread in one submission; at most ``limit`` run
-        at a time (the rest start as slots free up, and are closed unstarted if the gather
-        ends early). On the first exception (unless ``return_exceptions``) the others are
-        cancelled and awaited, then it is raised. ``timeout`` cancels everything and raises
-        ``TimeoutError``; so does Ctrl-C, with ``KeyboardInterrupt``.
+        The whole batch goes to the loop thread in one submission. At most ``limit`` of the
+        awaitables are awaited at a time (``None``: all at once); a coroutine is started
+        only when a slot frees up, and coroutines never started (because the gather ended
+        early) are closed, so nothing warns "never awaited". Tasks and futures passed in run
+        on their own already: ``limit`` only bounds how many are awaited at once.
+
+        With ``return_exceptions=True`` an awaitable's exception takes its place in the
+        list. Otherwise the first exception cancels every other awaitable, waits for their
+        cleanup (``finally``, ``__aexit__``) to finish, and is then raised. An awaitable
+        cancelled from elsewhere counts as raising ``concurrent.futures.CancelledError``.
+
+        Raised when an awaitable raises (unless ``return_exceptions``): that exception, the
+        same object.
+        Raised when ``timeout`` seconds pass first: ``TimeoutError``, after everything
+        started was cancelled and its cleanup ran.
+        Raised when Ctrl-C is pressed while the main thread waits: ``KeyboardInterrupt``,
+        after the same cancellation (cleanup bounded by ``cancel_grace``).
+        Raised when an argument is not awaitable (a list of them included: spread it,
+        ``gather(*aws)``): ``TypeError`` naming its type and position, every coroutine
+        passed closed first.
+        Raised when ``limit`` is not ``None`` or an int, or ``timeout`` not a number of
+        seconds: ``TypeError``; when ``limit`` is below 1 or ``timeout`` NaN: ``ValueError``.
+        Raised when the loop thread is closed: ``RuntimeError``.
         """
-        return _fanout.gather(
-            self, *aws, limit=limit, return_exceptions=return_exceptions, timeout=timeout
-        )
+        batch = _gather.Batch(aws, limit, return_exceptions, timeout)
+        try:
+            out = self.run(batch.run(), timeout=batch.timeout)
+        except BaseException:
+            batch.abandon()
+            raise
+        if isinstance(out, Failed):
+            raise out.exc  # raised here, so the traceback shows the awaitable's own frames
+        return out
+
+    if TYPE_CHECKING:
+
+        @overload
+        def map(
+            self,
+            fn: Callable[[A1], Awaitable[T]],
+            iterable: Iterable[A1],
+            /,
+            *,
+            limit: int | None = None,
+            ordered: bool = True,
+            timeout: float | None = None,
+        ) -> Generator[T, None, None]: ...
+        @overload
+        def map(
+            self,
+            fn: Callable[[A1, A2], Awaitable[T]],
+            iterable1: Iterable[A1],
+            iterable2: Iterable[A2],
+            /,
+            *,
+            limit: int | None = None,
+            ordered: bool = True,
+            timeout: float | None = None,
+        ) -> Generator[T, None, None]: ...
+        @overload
+        def map(
+            self,
+            fn: Callable[[A1, A2, A3], Awaitable[T]],
+            iterable1: Iterable[A1],
+            iterable2: Iterable[A2],
+            iterable3: Iterable[A3],
+            /,
+            *,
+            limit: int | None = None,
+            ordered: bool = True,
+            timeout: float | None = None,
+        ) -> Generator[T, None, None]: ...
+        @overload
+        def map(
+            self,
+            fn: Callable[..., Awaitable[T]],
+            iterable1: Iterable[Any],
+            iterable2: Iterable[Any],
+            iterable3: Iterable[Any],
+            iterable4: Iterable[Any],
+            /,
+            *iterables: Iterable[Any],
+            limit: int | None = None,
+            ordered: bool = True,
+            timeout: float | None = None,
+        ) -> Generator[T, None, None]: ...
 
     def map(
         self,
-        fn: Callable[..., Awaitable[T]],
+        fn: Callable[..., Awaitable[Any]],
         /,
         *iterables: Iterable[Any],
         limit: int | None = None,
         ordered: bool = True,
         timeout: float | None = None,
-    ) -> Generator[T, None, None]:
-        """``Executor.map`` for an async ``fn``: inputs consumed lazily on the loop, at most
-        ``limit`` in flight (``None``: 100), results in input order, or in completion order
-        with ``ordered=False``. Closing the iterator cancels what is in flight and awaits its
-        cleanup. ``timeout`` counts from this call, as in ``Executor.map``.
+    ) -> Generator[Any, None, None]:
+        """``concurrent.futures.Executor.map`` for an async ``fn``: an iterator over
+        ``await fn(*args)`` for ``args`` taken from ``zip(*iterables)``, run concurrently on
+        this loop thread.
+
+        Inputs are consumed lazily, on the loop thread, only as slots free up: at most
+        ``limit`` are held at a time (started and not yet handed to you: a finished result
+        waiting for an earlier one keeps its slot), so an endless input works and memory
+        stays bounded. ``limit=None`` means 100 (the default connection-pool size of aiohttp
+        and httpx). Nothing starts until the first ``next()``. ``ordered=True`` yields in
+        input order; ``ordered=False`` in completion order.
+
+        Closing the iterator (``close()``, ``break``, garbage collection), or an exception
+        raised by it, cancels what is in flight and waits for its cleanup.
+
+        ``timeout`` is measured from the call to ``map()``, as in ``Executor.map``: every
+        result must be ready by then; one that is already finished is still returned after.
+
+        Raised by ``next()`` when ``fn`` raises for an item: that exception, in that item's
+        place (``ordered=False``: when it happens); the iterator is finished afterwards.
+        Raised by ``next()`` when the next result is not ready ``timeout`` seconds after the
+        call: ``TimeoutError``, after everything in flight was cancelled and its cleanup ran.
+        Raised by ``next()`` when Ctrl-C is pressed while the main thread waits:
+        ``KeyboardInterrupt``, after the same cancellation.
+        Raised by ``next()`` when iterating an input raises: that exception, after the
+        results of the items before it.
+        Raised when ``fn`` is not callable, an argument is not iterable, ``limit`` is not
+        ``None`` or an int, or ``timeout`` is not a number: ``TypeError``; when ``limit`` is
+        below 1: ``ValueError``.
         """
-        return _fanout.map(self, fn, *iterables, limit=limit, ordered=ordered, timeout=timeout)
+        return _map.start(self, fn, iterables, limit, ordered, timeout)
 
     def _exit_entered(
         self,
@@ -192,12 +386,14 @@ class LoopThread(_blockon.LoopThreadBase):
     def close(self, timeout: float | None = None) -> None:
         """Stop the loop thread and shut its loop down, as interpreter exit does.
 
-        Leftover tasks are cancelled and awaited, async generators finalized, the default
-        executor shut down, the loop closed. Idempotent. Called from the loop thread itself,
-        it only asks the loop to stop (it cannot wait for itself).
+        What ``enter_context`` entered is exited (newest first), leftover tasks are
+        cancelled and awaited, async generators finalized, the default executor shut down,
+        the loop closed. Idempotent. Called from the loop thread itself, it only asks the
+        loop to stop (it cannot wait for itself).
 
         Raised when ``timeout`` seconds pass before the thread is done: ``TimeoutError``
-        (it goes on closing in the background).
+        (it goes on closing in the background). Raised when ``timeout`` is not a number of
+        seconds or ``None``: ``TypeError``; when it is NaN: ``ValueError``.
         """
         timeout = _blockon._timeout_arg(timeout, "LoopThread.close()")
         try:
@@ -234,124 +430,17 @@ class LoopThread(_blockon.LoopThreadBase):
         state = "closed" if self.closed else "open"
         return f"<blockon.LoopThread name={self._name!r} {state}>"
 
-    # ------------------------------------------------------------------ the thread
-
-    def _spawn(self) -> None:
-        threading.Thread(target=self._main, name=self._name, daemon=True).start()
-
-    def _main(self) -> None:
-        loop: asyncio.AbstractEventLoop | None = None
-        try:
-            factory = self._loop_factory or asyncio.new_event_loop
-            loop = factory()
-            if not isinstance(loop, asyncio.AbstractEventLoop):
-                raise TypeError(f"loop_factory returned {type(loop).__name__!r}, not an event loop")
-            fd = self._attach(loop)
-            if isinstance(loop, _SelectorLoop):
-                # A stdlib loop: it drains the inbox from its selector, and spins briefly
-                # before it sleeps (see selector.rs).
-                loop.add_reader(fd, self._drain)
-                loop._selector = self._hot_selector(loop._selector)  # type: ignore[attr-defined]
-            else:
-                # Another loop (uvloop): woken by the reader, it pulses while busy.
-                self._watch_pulsed()
-                loop.add_reader(fd, self._on_wake, loop)
-        except BaseException as exc:
-            try:
-                if isinstance(loop, asyncio.AbstractEventLoop):
-                    loop.close()
-            finally:
-                self._start_failed(exc)
-            return
-        self._started()
-        try:
-            loop.run_forever()
-        finally:
-            self._shut_down(loop, fd)
-
-    def _on_wake(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._wake():
-            loop.call_soon(self._pulse_on, loop)
-
-    def _pulse_on(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._pulse():
-            loop.call_soon(self._pulse_on, loop)
-
-    def _shut_down(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
-        self._shutdown_inbox()
-        try:
-            _cancel_leftovers(loop)
-            for step in (loop.shutdown_asyncgens, loop.shutdown_default_executor):
-                try:
-                    loop.run_until_complete(asyncio.wait_for(step(), SHUTDOWN_STEP_TIMEOUT))
-                except TimeoutError:
-                    loop.call_exception_handler(
-                        {
-                            "message": f"blockon: {step.__name__}() took over "
-                            f"{SHUTDOWN_STEP_TIMEOUT} s while closing {self!r}; gave up on it"
-                        }
-                    )
-        finally:
-            loop.remove_reader(fd)
-            loop.close()
-            self._stopped()
-
-
-def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
-    """Cancel the tasks still running and wait (bounded) for their cleanup, as asyncio.run."""
-    tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
-    if not tasks:
-        return
-    for task in tasks:
-        task.cancel()
-    # A task whose caller gave up on it after Ctrl-C had its grace period already.
-    waited = [task for task in tasks if not getattr(task.get_coro(), "_abandoned", False)]
-    if waited:
-        loop.run_until_complete(asyncio.wait(waited, timeout=SHUTDOWN_STEP_TIMEOUT))
-    for task in tasks:
-        if task.done() and not task.cancelled() and task.exception() is not None:
-            loop.call_exception_handler(
-                {
-                    "message": "unhandled exception in a task while closing blockon's loop thread",
-                    "exception": task.exception(),
-                    "task": task,
-                }
-            )
-
 
 def default_loop_thread() -> LoopThread:
     """The process's default loop thread, which the module-level functions use.
 
-    Created on first use, closed at interpreter exit, started afresh in a child after
-    ``os.fork()``. Its loop comes from ``asyncio.new_event_loop()``.
+    Its loop comes from ``asyncio.new_event_loop()``, and its thread starts on first use. It
+    is closed at interpreter exit, and starts afresh on next use after ``close()`` and in a
+    child after ``os.fork()``.
     """
-    # The factory _register installs makes LoopThreads (typing.cast would import typing).
-    portal: LoopThread = _blockon._default_loop_thread()  # type: ignore[assignment]
-    return portal
+    # The factory registered below makes LoopThreads (typing.cast would import typing).
+    loop_thread: LoopThread = _blockon._default_loop_thread()  # type: ignore[assignment]
+    return loop_thread
 
 
-def _close_all_at_exit() -> None:
-    for loop_thread in list(_live):
-        # Exit goes on whatever happens (the thread is a daemon), but says what went wrong.
-        try:
-            loop_thread.close(timeout=EXIT_TIMEOUT)
-        except Exception as exc:
-            print(
-                f"blockon: closing {loop_thread!r} at interpreter exit failed:",
-                file=sys.stderr,
-            )
-            traceback.print_exception(exc, file=sys.stderr)
-
-
-def _register(factory: Callable[[], Any]) -> None:
-    _blockon._set_default_factory(factory)
-    atexit.register(_close_all_at_exit)
-    # Runs before interpreter exit joins its threads (as concurrent.futures' own hook does):
-    # to_thread workers waiting on a loop stop waiting, so that join cannot hang.
-    register_early = getattr(threading, "_register_atexit", atexit.register)
-    register_early(_blockon._interpreter_exiting)
-    if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_blockon._after_fork_in_child)
-
-
-_register(LoopThread)
+register(LoopThread)

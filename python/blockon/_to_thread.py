@@ -13,7 +13,7 @@ free up. The threads are not daemons, so interpreter exit waits for them (as it 
 cut off, or killed mid-call while the interpreter finalizes. So that this wait cannot hang,
 a worker still waiting on a loop when the interpreter starts exiting stops waiting: its
 awaitable is cancelled and its cleanup awaited, and ``blockon.run`` raises ``RuntimeError``
-in the worker (``_blockon._interpreter_exiting``, registered in ``_loopthread``).
+in the worker (``_blockon._interpreter_exiting``, registered in ``_running``).
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
-"""Python helpers the engine calls: the parts that read best in Python.
+"""Re-entrant running: stepping a loop that is running in this thread, from inside one of
+its own callbacks, until some work is done.
 
-- ``awaitable_iterator``: what to drive for a non-coroutine awaitable, and the error messages
-  that teach when something else was passed.
-- ``drive_until``: re-entrant running on the caller's own loop (SPEC section 2).
-- ``settle_future``, ``link_future``, ``attach_task``: the ``concurrent.futures.Future``
-  handed out by ``submit``.
+The engine calls ``drive_until`` for ``run(aw, nest=True)`` and for sync code on a loop
+thread that calls ``run()`` (or a bridge) on its own loop. Scoped: asyncio is not patched and
+the Task class is not swapped; the caller's task is "left" while other tasks step, and
+entered again afterwards. It is a short sequence of asyncio calls whose correctness depends
+on asyncio's own internals, so it reads best here, in Python, next to them.
 """
 
 from __future__ import annotations
@@ -12,66 +13,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import inspect
-import reprlib
-import types
+import sys
+import threading
 from asyncio import tasks as _tasks
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, InvalidStateError
+from collections.abc import Callable
 
 # typing is for the type checker only: CPython 3.14's asyncio no longer imports it, and at
 # run time it would add about 3 ms to `import blockon` (docs/how-it-works.md).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-
-# --------------------------------------------------------------------------- input checks
-
-
-def awaitable_iterator(obj: object, api: str) -> Iterator[Any]:
-    """Return the iterator a driver steps for ``obj``, or raise a TypeError that teaches."""
-    if isinstance(obj, types.GeneratorType) and inspect.isawaitable(obj):
-        return obj  # a generator-based coroutine (@types.coroutine)
-    await_ = getattr(type(obj), "__await__", None)
-    if await_ is None:
-        raise TypeError(_not_awaitable(obj, api))
-    iterator = await_(obj)
-    if not isinstance(iterator, collections.abc.Iterator):
-        raise TypeError(
-            f"{type(obj).__name__}.__await__() returned a {type(iterator).__name__!r}, "
-            "not an iterator, so it cannot be awaited"
-        )
-    return iterator
-
-
-def _not_awaitable(obj: object, api: str) -> str:
-    where = f"blockon.{api}()"
-    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or "f"
-    if inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(
-        getattr(obj, "__call__", None)  # noqa: B004 - an object whose __call__ is async
-    ):
-        return (
-            f"{where} needs an awaitable, but got the async function {name!r} itself. "
-            f"Notice the missing parentheses; call it: {api}(f()), here {api}({name}(...))"
-        )
-    if inspect.isasyncgen(obj) or inspect.isasyncgenfunction(obj):
-        return (
-            f"{where} needs an awaitable, but got an async generator "
-            f"{'function ' if callable(obj) else ''}{name!r}, which is iterated, not awaited: "
-            "use `for item in blockon.wrap_iter(agen):` instead"
-        )
-    if callable(obj):
-        return (
-            f"{where} needs an awaitable, but got {name!r}, which is not an async function; "
-            "call it directly, or pass the coroutine an async function returns"
-        )
-    return (
-        f"{where} needs an awaitable (a coroutine object, Task or Future), "
-        f"got {type(obj).__name__!r}: {reprlib.repr(obj)}"
-    )
-
-
-# --------------------------------------------------------------------------- re-entrant running
 
 _enter_task: Callable[[asyncio.AbstractEventLoop, asyncio.Task[Any]], None] | None = getattr(
     _tasks, "_enter_task", None
@@ -83,6 +34,20 @@ _leave_task: Callable[[asyncio.AbstractEventLoop, asyncio.Task[Any]], None] | No
 
 def _noop() -> None:
     pass
+
+
+class _Nesting(threading.local):
+    """How many ``drive_until`` calls are running in this thread, one inside the other."""
+
+    depth = 0
+
+
+_nesting = _Nesting()
+
+#: Python frames one level of re-entrant running takes, at most (the driver's loop step,
+#: the task step, the user's coroutine and sync code, and blockon's entry), so that the
+#: nesting limit leaves Python's own recursion limit out of reach.
+_FRAMES_PER_LEVEL = 12
 
 
 def _reentry_points(loop: asyncio.AbstractEventLoop) -> tuple[Callable[[], None], Any]:
@@ -140,6 +105,14 @@ def drive_until(
     """
     run_once, ready = _reentry_points(loop)
     assert _enter_task is not None and _leave_task is not None
+    if _nesting.depth >= max(8, sys.getrecursionlimit() // _FRAMES_PER_LEVEL):
+        # Stop before Python's own limit strikes inside a loop step, which would lose the
+        # step's handle (its task never runs again) and fail again at each level's cleanup.
+        cancel()
+        raise RecursionError(
+            f"blockon: {_nesting.depth} re-entrant run() calls are nested on {loop!r}; "
+            "a coroutine that calls run() on its own loop, recursively, is the usual cause"
+        )
     outer = asyncio.current_task(loop)
     fired = False
 
@@ -153,17 +126,23 @@ def drive_until(
     outer_cancelled = False
     if outer is not None:
         _leave_task(loop, outer)
+    _nesting.depth += 1
     try:
         while not done():
             run_once()
             if not outer_cancelled and outer is not None and outer.cancelling() > outer_cancels:
                 outer_cancelled = True
                 cancel()
+    except RecursionError:
+        # Too deep to step the loop here: the cancelled work finishes in an outer step.
+        cancel()
+        raise
     except BaseException:
         cancel()
         _finish_within(loop, run_once, done, grace)
         raise
     finally:
+        _nesting.depth -= 1
         if timer is not None:
             timer.cancel()
         _pad_ready(loop, ready, queued)
@@ -200,62 +179,3 @@ def _pad_ready(loop: asyncio.AbstractEventLoop, ready: Any, queued: int) -> None
         filler = asyncio.Handle(_noop, (), loop)
         filler.cancel()
         ready.extendleft([filler] * missing)
-
-
-# --------------------------------------------------------------------------- submit's futures
-
-
-class _Link:
-    """Ties a ``submit`` future to its task: cancelling the future cancels the task.
-
-    Registered as the future's done-callback when it is created; the task is attached later,
-    on the loop thread. Whichever of the two happens second sees the other (see
-    ``attach_task``), so a cancel is never lost.
-    """
-
-    __slots__ = ("cancelled", "loop", "task")
-
-    def __init__(self) -> None:
-        self.cancelled = False
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.task: asyncio.Task[Any] | None = None
-
-    def __call__(self, future: Future[Any]) -> None:
-        if not future.cancelled():
-            return
-        self.cancelled = True
-        # CANCELLED -> CANCELLED_AND_NOTIFIED: only then do concurrent.futures.wait() and
-        # as_completed() count the future as done (asyncio's bridge misses this step).
-        future.set_running_or_notify_cancel()
-        task, loop = self.task, self.loop
-        if task is not None and loop is not None and not task.done():
-            # A closed loop refuses; its shutdown cancelled the task already.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(task.cancel)
-
-
-def link_future(future: Future[Any]) -> _Link:
-    link = _Link()
-    future.add_done_callback(link)
-    return link
-
-
-def attach_task(link: _Link, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
-    link.loop = loop
-    link.task = task
-    if link.cancelled:
-        task.cancel()
-
-
-def settle_future(future: Future[Any], kind: str, value: Any) -> None:
-    """Deliver an outcome to a ``submit`` future (a no-op if it was cancelled meanwhile)."""
-    if kind == "cancelled":
-        future.cancel()
-        return
-    try:
-        if kind == "result":
-            future.set_result(value)
-        else:
-            future.set_exception(value)
-    except InvalidStateError:
-        pass  # cancelled by its owner while the result was on its way

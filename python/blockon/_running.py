@@ -1,0 +1,190 @@
+"""Running a loop thread: the thread itself, and the part of its life that is a sequence of
+asyncio calls: making the loop, and shutting it down the way ``asyncio.run`` does (cancel
+leftover tasks, finalize async generators, shut the default executor down, close), each
+step bounded in time so that closing, and interpreter exit, never hang.
+
+The native base class (``_blockon.LoopThreadBase``) holds the engine: the state machine,
+the inbox, ``run`` and ``submit``. ``LoopThread`` (the public class) adds the API on top.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import sys
+import threading
+import traceback
+import weakref
+
+from . import _blockon
+from ._arguments import type_name
+
+# typing is for the type checker only: CPython 3.14's asyncio no longer imports it, and at
+# run time it would add about 3 ms to `import blockon` (docs/how-it-works.md).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+_SelectorLoop = asyncio.selector_events.BaseSelectorEventLoop
+
+#: Seconds each shutdown step (cancelled tasks, async generators, executor) may take.
+SHUTDOWN_STEP_TIMEOUT = 5.0
+#: Seconds interpreter exit waits for each loop thread to close.
+EXIT_TIMEOUT = 10.0
+
+#: Every loop thread not yet collected, for interpreter exit to close.
+_live: weakref.WeakSet[LoopRunner] = weakref.WeakSet()
+
+
+class LoopRunner(_blockon.LoopThreadBase):
+    """The thread body of a loop thread: start the loop, run it, shut it down."""
+
+    def __init__(
+        self, loop_factory: Callable[[], asyncio.AbstractEventLoop] | None, name: str
+    ) -> None:
+        self._loop_factory = loop_factory
+        self._name = name
+        #: What ``enter_context`` entered, oldest first (``LoopThread`` exits them).
+        self._entered: list[_blockon.ContextBridge[Any]] = []
+        self._entered_lock = threading.Lock()
+        _live.add(self)
+
+    if TYPE_CHECKING:
+
+        def close(self, timeout: float | None = None) -> None: ...
+
+    def _forget_entered(self) -> None:
+        """In a forked child: what the parent entered lives on the parent's loop, which the
+        child does not have; the parent exits it, the child lets it go."""
+        self._entered_lock = threading.Lock()  # the parent may have held it at the fork
+        self._entered = []
+
+    def _spawn(self) -> None:
+        threading.Thread(target=self._main, name=self._name, daemon=True).start()
+
+    def _main(self) -> None:
+        loop: asyncio.AbstractEventLoop | None = None
+        ours = False  # whether the loop is ours to close if starting fails
+        try:
+            factory = self._loop_factory or asyncio.new_event_loop
+            made = factory()
+            if not isinstance(made, asyncio.AbstractEventLoop):
+                raise TypeError(
+                    f"loop_factory returned {type_name(made)}, not an event loop: pass a "
+                    "callable that makes a new loop, such as asyncio.new_event_loop"
+                )
+            if made.is_running() or made.is_closed():
+                # Someone else's loop: touching it (a reader, a shutdown) would break them.
+                state = "already running" if made.is_running() else "closed"
+                raise RuntimeError(
+                    f"loop_factory of {self!r} returned {made!r}, which is {state}; a "
+                    "LoopThread runs a new loop of its own: pass a callable that makes one "
+                    "each time, such as asyncio.new_event_loop or uvloop.new_event_loop"
+                )
+            loop, ours = made, True
+            fd = self._attach(loop)
+            if isinstance(loop, _SelectorLoop):
+                # A stdlib loop: it drains the inbox from its selector, and spins briefly
+                # before it sleeps (see the engine's selector).
+                loop.add_reader(fd, self._drain)
+                loop._selector = self._hot_selector(loop._selector)  # type: ignore[attr-defined]
+            else:
+                # Another loop (uvloop): woken by the reader, it pulses while busy.
+                self._watch_pulsed()
+                loop.add_reader(fd, self._on_wake, loop)
+        except BaseException as exc:
+            try:
+                if ours and loop is not None:
+                    loop.close()
+            finally:
+                self._start_failed(exc)
+            return
+        self._started()
+        try:
+            loop.run_forever()
+        finally:
+            self._shut_down(loop, fd)
+
+    def _on_wake(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._wake():
+            loop.call_soon(self._pulse_on, loop)
+
+    def _pulse_on(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._pulse():
+            loop.call_soon(self._pulse_on, loop)
+
+    def _shut_down(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+        self._shutdown_inbox()
+        try:
+            _cancel_leftovers(loop)
+            for step in (loop.shutdown_asyncgens, loop.shutdown_default_executor):
+                try:
+                    loop.run_until_complete(asyncio.wait_for(step(), SHUTDOWN_STEP_TIMEOUT))
+                except TimeoutError:
+                    loop.call_exception_handler(
+                        {
+                            "message": f"blockon: {step.__name__}() took over "
+                            f"{SHUTDOWN_STEP_TIMEOUT} s while closing {self!r}; gave up on it"
+                        }
+                    )
+        finally:
+            try:
+                loop.remove_reader(fd)
+                loop.close()
+            finally:
+                self._stopped()  # whatever happened, callers must learn the thread is gone
+
+
+def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel the tasks still running and wait (bounded) for their cleanup, as asyncio.run."""
+    tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    if not tasks:
+        return
+    for task in tasks:
+        task.cancel()
+    # A task whose caller gave up on it after Ctrl-C had its grace period already.
+    waited = [task for task in tasks if not getattr(task.get_coro(), "_abandoned", False)]
+    if waited:
+        loop.run_until_complete(asyncio.wait(waited, timeout=SHUTDOWN_STEP_TIMEOUT))
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            loop.call_exception_handler(
+                {
+                    "message": "unhandled exception in a task while closing blockon's loop thread",
+                    "exception": task.exception(),
+                    "task": task,
+                }
+            )
+
+
+def _close_all_at_exit() -> None:
+    for loop_thread in list(_live):
+        # Exit goes on whatever happens (the thread is a daemon), but says what went wrong.
+        try:
+            loop_thread.close(timeout=EXIT_TIMEOUT)
+        except Exception as exc:
+            print(
+                f"blockon: closing {loop_thread!r} at interpreter exit failed:",
+                file=sys.stderr,
+            )
+            traceback.print_exception(exc, file=sys.stderr)
+
+
+def register(factory: Callable[[], Any]) -> None:
+    """Make ``factory`` the default loop thread's class; hook interpreter exit and fork."""
+    _blockon._set_default_factory(factory)
+    atexit.register(_close_all_at_exit)
+    # Runs before interpreter exit joins its threads (as concurrent.futures' own hook does):
+    # to_thread workers waiting on a loop stop waiting, so that join cannot hang.
+    register_early = getattr(threading, "_register_atexit", atexit.register)
+    register_early(_blockon._interpreter_exiting)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _after_fork_in_child() -> None:
+    _blockon._after_fork_in_child()
+    for loop_thread in list(_live):
+        loop_thread._forget_entered()
