@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import sys
-import threading
 from asyncio import tasks as _tasks
 from collections.abc import Callable
 
@@ -34,20 +32,6 @@ _leave_task: Callable[[asyncio.AbstractEventLoop, asyncio.Task[Any]], None] | No
 
 def _noop() -> None:
     pass
-
-
-class _Nesting(threading.local):
-    """How many ``drive_until`` calls are running in this thread, one inside the other."""
-
-    depth = 0
-
-
-_nesting = _Nesting()
-
-#: Python frames one level of re-entrant running takes, at most (the driver's loop step,
-#: the task step, the user's coroutine and sync code, and blockon's entry), so that the
-#: nesting limit leaves Python's own recursion limit out of reach.
-_FRAMES_PER_LEVEL = 12
 
 
 def _reentry_points(loop: asyncio.AbstractEventLoop) -> tuple[Callable[[], None], Any]:
@@ -105,14 +89,6 @@ def drive_until(
     """
     run_once, ready = _reentry_points(loop)
     assert _enter_task is not None and _leave_task is not None
-    if _nesting.depth >= max(8, sys.getrecursionlimit() // _FRAMES_PER_LEVEL):
-        # Stop before Python's own limit strikes inside a loop step, which would lose the
-        # step's handle (its task never runs again) and fail again at each level's cleanup.
-        cancel()
-        raise RecursionError(
-            f"blockon: {_nesting.depth} re-entrant run() calls are nested on {loop!r}; "
-            "a coroutine that calls run() on its own loop, recursively, is the usual cause"
-        )
     outer = asyncio.current_task(loop)
     fired = False
 
@@ -126,7 +102,6 @@ def drive_until(
     outer_cancelled = False
     if outer is not None:
         _leave_task(loop, outer)
-    _nesting.depth += 1
     try:
         while not done():
             run_once()
@@ -142,7 +117,6 @@ def drive_until(
         _finish_within(loop, run_once, done, grace)
         raise
     finally:
-        _nesting.depth -= 1
         if timer is not None:
             timer.cancel()
         _pad_ready(loop, ready, queued)
