@@ -109,7 +109,10 @@ class LoopThread(LoopRunner):
           to ``asend``/``athrow``/``aclose``, lockstep, in one task on the loop);
         - class with async methods (or an async context manager or async iterable class)
           -> twin class; instance of one -> its twin; module -> module twin: attributes
-          twinned by the same rules, call results awaited, bridged or twinned;
+          twinned by the same rules, call results awaited, bridged or twinned; a call
+          result that is awaitable and also an async context manager or async iterable is
+          used as the async syntax would: ``with`` on it is ``async with`` and iteration is
+          ``async for`` (no await first), any other use awaits it at the call;
         - an async generator object -> a generator over it, lockstep;
         - sync callables, twins and plain data -> returned unchanged.
 
