@@ -87,6 +87,11 @@ class CountsUsers:
     async def ping(self) -> str:
         return "PONG"
 
+    @classmethod
+    def from_url(cls, log: list[str]) -> CountsUsers:
+        """A factory classmethod, as redis' ``Redis.from_url``."""
+        return cls(log)
+
 
 class Conn:
     """A pooled connection."""
@@ -298,6 +303,13 @@ def test_with_goes_through_aenter_and_aexit(db, log):
         assert client.ping() == "PONG"
     assert client.__wrapped__.closed
     assert log == ["initialize", "close"]
+
+
+def test_with_on_what_a_factory_classmethod_returns(db, log):
+    with db.Client.from_url(log) as client:
+        assert client.__wrapped__.users == 1
+    assert client.__wrapped__.closed
+    assert log == ["initialize", "close"]  # entered, not awaited first
 
 
 def test_nested_users_close_it_once_at_the_last_exit(db, log):

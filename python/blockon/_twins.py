@@ -250,10 +250,15 @@ class CallTwin(TwinFunction):
     def _is_me(self, value: Any) -> bool:
         """Whether ``value``, what a caller's callee expression finds, is this twin: itself,
         a method bound to it, the twin class's descriptor that makes those methods, or the
-        wrapped callable (found in a twinned module)."""
+        wrapped callable (found in a twinned module or class: its function, also inside a
+        classmethod or staticmethod)."""
+        if isinstance(value, (classmethod, staticmethod)):
+            value = value.__func__
+        fn = self._fn
         return (
             value is self
-            or value is self._fn
+            or value is fn
+            or value is getattr(fn, "__func__", None)
             or getattr(value, "__func__", None) is self
             or (isinstance(value, _Method) and value.twin is self)
         )
