@@ -164,7 +164,18 @@ pub(crate) fn through_inbox(
         Ok(())
     };
     let gil_busy = || inbox.consumer_holds_gil();
-    wait(py, call, how, &kick, &cancel, None, Some(&gil_busy))
+    // A caller whose awaitable outlives the loop (it ignored cancellation while the loop
+    // thread closed) must not wait forever for an outcome no one will write.
+    let alive = |_py: Python<'_>| {
+        if core.has_stopped() {
+            return Err(PyRuntimeError::new_err(
+                "the loop thread closed while this call waited, and its awaitable never \
+                 finished (it did not end when cancelled at the loop's shutdown)",
+            ));
+        }
+        Ok(())
+    };
+    wait(py, call, how, &kick, &cancel, Some(&alive), Some(&gil_busy))
 }
 
 /// Runs `coro` on `event_loop`, a loop running in another thread, and waits for it.

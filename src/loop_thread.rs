@@ -60,11 +60,14 @@ fn seconds(value: &Bound<'_, PyAny>, what: &str) -> PyResult<f64> {
 }
 
 impl LoopThreadBase {
-    /// Runs every queued job on the loop thread.
-    fn drain(&self, py: Python<'_>) {
+    /// Runs every queued job on the loop thread. Errors are reported as unraisable, except a
+    /// `SystemExit` or `KeyboardInterrupt` that must end a forked child (see
+    /// `Driver::callerless_exit`), returned once every job has run.
+    fn drain(&self, py: Python<'_>) -> PyResult<()> {
         let Some(core) = self.life.attached() else {
-            return;
+            return Ok(());
         };
+        let mut ending = None;
         let event_loop = core.event_loop.bind(py);
         for job in core.inbox.take() {
             let done = match job {
@@ -81,6 +84,10 @@ impl LoopThreadBase {
                         link.as_ref().map(|l| l.bind(py)),
                     )
                     .or_else(|err| {
+                        if driver.get().callerless_exit(py, &err) {
+                            ending = Some(err);
+                            return Ok(());
+                        }
                         let outcome = Outcome::Raised(err.into_value(py).into_any());
                         driver.get().abandon(py, outcome)
                     })
@@ -96,6 +103,7 @@ impl LoopThreadBase {
                 err.write_unraisable(py, Some(event_loop));
             }
         }
+        ending.map_or(Ok(()), Err)
     }
 
     /// The running core, starting the loop thread if needed.
@@ -397,20 +405,20 @@ impl LoopThreadBase {
     }
 
     /// Loop thread: takes the queued work (the inbox's reader callback).
-    fn _drain(&self, py: Python<'_>) {
-        self.drain(py);
+    fn _drain(&self, py: Python<'_>) -> PyResult<()> {
+        self.drain(py)
     }
 
     /// Loop thread: woken by the reader (loops without a wrappable selector): drains, and
     /// says whether to start pulsing.
-    fn _wake(&self, py: Python<'_>) -> bool {
-        self.drain(py);
+    fn _wake(&self, py: Python<'_>) -> PyResult<bool> {
+        self.drain(py)?;
         let Some(core) = self.life.attached() else {
-            return false;
+            return Ok(false);
         };
         let was_idle = core.inbox.is_idle();
         core.inbox.set_idle(false);
-        was_idle
+        Ok(was_idle)
     }
 
     /// Loop thread, shutting down: refuses new work and cancels what never started.

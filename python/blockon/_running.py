@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import os
 import sys
 import threading
@@ -102,8 +103,13 @@ class LoopRunner(_blockon.LoopThreadBase):
                 self._start_failed(exc)
             return
         self._started()
+        pid = os.getpid()
         try:
             loop.run_forever()
+        except (SystemExit, KeyboardInterrupt) as exc:
+            if os.getpid() != pid:
+                _end_forked_child(exc)
+            raise
         finally:
             self._shut_down(loop, fd)
 
@@ -135,6 +141,29 @@ class LoopRunner(_blockon.LoopThreadBase):
                 loop.close()
             finally:
                 self._stopped()  # whatever happened, callers must learn the thread is gone
+
+
+def _end_forked_child(exc: SystemExit | KeyboardInterrupt) -> None:
+    """End a child forked on the loop thread, where a coroutine raised ``exc``.
+
+    The child's only thread is this one, so nothing else would ever end the process. It
+    exits as ``sys.exit`` would in a main thread (exit handlers run, output flushed, the exit
+    code kept), without shutting down the loop, whose tasks are the parent's.
+    """
+    if isinstance(exc, KeyboardInterrupt):
+        code = 130  # as a shell reports a process ended by Ctrl-C
+    elif exc.code is None or isinstance(exc.code, int):
+        code = exc.code or 0
+    else:
+        print(exc.code, file=sys.stderr)
+        code = 1
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
 
 
 def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
