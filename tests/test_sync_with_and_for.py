@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import sys
 import types
 from collections.abc import AsyncIterator, Generator
 from typing import Any
@@ -22,7 +24,7 @@ from typing import Any
 import pytest
 from blockon import _sync
 
-from tests.support import Boom, run_in_threads, run_script
+from tests.support import Boom, run_in_threads, run_script, send_sigint_after_started
 
 # --- the fakes ------------------------------------------------------------------------------
 
@@ -546,3 +548,56 @@ def test_without_source_positions_it_awaits_at_once():
     )
     assert (proc.returncode, proc.stderr) == (0, "")
     assert proc.stdout.split() == ["2", "1", "0"]
+
+
+# --- Ctrl-C ----------------------------------------------------------------------------------
+
+CTRL_C_SCRIPT = """
+import asyncio
+import threading
+
+import blockon
+
+
+class Acquire:
+    def __init__(self, pool):
+        self.pool = pool
+
+    def __await__(self):
+        return self.pool.take().__await__()
+
+    async def __aenter__(self):
+        return await self.pool.take()
+
+    async def __aexit__(self, *exc_info):
+        await asyncio.sleep(0)  # a release that needs the loop
+        self.pool.in_use -= 1
+        print("released", exc_info[0].__name__, flush=True)
+
+
+class Pool:
+    in_use = 0
+
+    def acquire(self):
+        return Acquire(self)
+
+    async def take(self):
+        self.in_use += 1
+        return "conn"
+
+
+pool = blockon.sync(Pool())
+try:
+    with pool.acquire() as conn:
+        print("started", flush=True)
+        threading.Event().wait()  # sync work in the body, interrupted by Ctrl-C
+finally:
+    print("in use", pool.in_use, flush=True)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_in_the_body_releases_what_with_acquired():
+    done = send_sigint_after_started(CTRL_C_SCRIPT, exit_within=10)
+    assert done.texts == ["released KeyboardInterrupt", "in use 0"], done.stderr
+    assert done.returncode == -signal.SIGINT, done.stderr
