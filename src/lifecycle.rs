@@ -128,8 +128,8 @@ pub(crate) enum CloseStep {
     Wait,
 }
 
-/// The error for work handed to a closed loop thread. A closed default loop thread is
-/// replaced on next use (see `default`), so this is about one the caller made.
+/// The error for work handed to a closed loop thread. A closed default loop thread starts
+/// afresh on next use (see `default`), so this is about one the caller made.
 pub(crate) fn closed_error() -> PyErr {
     PyRuntimeError::new_err(
         "this LoopThread is closed; create a new blockon.LoopThread() (or use the module-level \
@@ -140,6 +140,8 @@ pub(crate) fn closed_error() -> PyErr {
 pub(crate) struct Lifecycle {
     life: Mutex<Life>,
     changed: Condvar,
+    /// Once closed, start afresh on next use (the default loop thread: see `default`).
+    reopens: AtomicBool,
 }
 
 impl Default for Lifecycle {
@@ -147,6 +149,7 @@ impl Default for Lifecycle {
         Self {
             life: Mutex::new(Life::Idle),
             changed: Condvar::new(),
+            reopens: AtomicBool::new(false),
         }
     }
 }
@@ -185,6 +188,17 @@ impl Lifecycle {
         matches!(*life, Life::Closing(_) | Life::Closed)
     }
 
+    /// Makes this loop thread start afresh on next use once closed, until interpreter exit.
+    pub(crate) fn reopen_when_closed(&self) {
+        self.reopens.store(true, Ordering::Release);
+    }
+
+    /// Whether a closed loop thread starts afresh on next use: the default one, until the
+    /// interpreter exits (a thread started after that would never be closed).
+    fn reopens(&self) -> bool {
+        self.reopens.load(Ordering::Acquire) && !interpreter_exiting()
+    }
+
     /// The running core, starting the loop thread with `spawn` if none runs yet.
     pub(crate) fn acquire(
         &self,
@@ -196,6 +210,11 @@ impl Lifecycle {
             life.refresh();
             match &mut *life {
                 Life::Running(core) => return Ok(Arc::clone(core)),
+                Life::Closing(_) if self.reopens() => {
+                    drop(life);
+                    self.wait_while(py, None, |l| matches!(l, Life::Closing(_)))?;
+                }
+                Life::Closed if self.reopens() => *life = Life::Idle,
                 Life::Closing(_) | Life::Closed => return Err(closed_error()),
                 Life::Failed(_) => {
                     let Life::Failed(err) = std::mem::replace(&mut *life, Life::Idle) else {

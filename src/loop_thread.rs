@@ -114,9 +114,9 @@ impl LoopThreadBase {
             .acquire(py, || slf.call_method0(intern!(py, "_spawn")).map(drop))
     }
 
-    /// Whether `close()` has run (or interpreter exit closed it).
-    pub(crate) fn is_closed(&self) -> bool {
-        self.life.is_closed()
+    /// Once closed, start afresh on next use (the default loop thread).
+    pub(crate) fn reopen_when_closed(&self) {
+        self.life.reopen_when_closed();
     }
 
     pub(crate) fn grace(&self) -> f64 {

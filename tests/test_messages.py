@@ -1,7 +1,7 @@
 """What blockon says when a call goes wrong, and that a refused call leaves nothing behind.
 
 The timeout rule (one for every ``timeout=``), ``run``'s and ``submit``'s argument errors
-(the coroutine is closed), a closed loop thread, the default loop thread replaced after
+(the coroutine is closed), a closed loop thread, the default loop thread starting afresh after
 ``close()``, the blocked-loop warning naming the call, and the notice printed while Ctrl-C
 waits for a cleanup.
 """
@@ -227,29 +227,33 @@ def test_closed_loop_thread_says_what_to_do_instead():
     )
 
 
-def test_closed_default_loop_thread_is_replaced_on_next_use():
+def test_closed_default_loop_thread_starts_afresh_on_next_use():
     # In a fresh interpreter: the test process's own default loop thread stays as it is.
     script = """
     import asyncio, blockon
 
-    first = blockon.default_loop_thread()
+    async def double(x):
+        return 2 * x
+
+    default = blockon.default_loop_thread()
+    twin = blockon.sync(double)
     assert blockon.run(asyncio.sleep(0, 1)) == 1
-    first.close()
-    assert first.closed
+    first_loop = default.loop
+    default.close()
+    assert default.closed
     assert blockon.run(asyncio.sleep(0, 2)) == 2
-    second = blockon.default_loop_thread()
-    assert second is not first and not second.closed
+    assert blockon.default_loop_thread() is default and not default.closed
+    assert default.loop is not first_loop and first_loop.is_closed()
+    default.close()
     assert blockon.submit(asyncio.sleep(0, 3)).result(timeout=30) == 3
-    assert blockon.default_loop_thread() is second
-    try:
-        first.run(asyncio.sleep(0))
-    except RuntimeError as exc:
-        assert "this LoopThread is closed" in str(exc), exc
-    else:
-        raise AssertionError("the closed one stays closed")
-    second.close()
-    assert blockon.run(asyncio.sleep(0, 4)) == 4
-    assert blockon.default_loop_thread() not in (first, second)
+    default.close()
+    assert blockon.gather(double(1), double(2)) == [2, 4]  # the default's bound methods
+    default.close()
+    assert list(blockon.map(double, [3])) == [6]
+    default.close()
+    assert twin(4) == 8  # twins bound to it
+    default.close()
+    assert default.run(asyncio.sleep(0, 5)) == 5  # a reference kept to it
     print("ok", flush=True)
     """
     proc, _ = run_script(script, "-X", "dev")
