@@ -2,7 +2,7 @@
 
 Each public operation is defined here once, with its signature, overloads and docstring; the
 module-level functions of ``blockon`` are the default loop thread's methods. ``run`` and
-``submit`` are the engine's own (``_blockon.LoopThreadBase``); the other operations check
+``submit`` are the engine's own (``LoopThreadBase``); the other operations check
 their arguments and hand the work to the modules named for them.
 """
 
@@ -13,8 +13,9 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Generator, Itera
 from contextlib import AbstractContextManager as ContextManager
 from types import TracebackType
 
-from . import _blockon, _bridges, _call, _gather, _map, _sync
+from . import _bridges, _call, _gather, _map, _sync
 from ._arguments import check_callable, type_name
+from ._blockon import _default_loop_thread, _timeout_arg
 from ._children import Failed
 from ._running import LoopRunner, register
 
@@ -398,7 +399,7 @@ class LoopThread(LoopRunner):
         (it goes on closing in the background). Raised when ``timeout`` is not a number of
         seconds or ``None``: ``TypeError``; when it is NaN: ``ValueError``.
         """
-        timeout = _blockon._timeout_arg(timeout, "LoopThread.close()")
+        timeout = _timeout_arg(timeout, "LoopThread.close()")
         try:
             if self._entered and not self._in_loop_thread() and not self.closed:
                 self._exit_entered(None, None, None)
@@ -442,7 +443,7 @@ def default_loop_thread() -> LoopThread:
     child after ``os.fork()``.
     """
     # The factory registered below makes LoopThreads (typing.cast would import typing).
-    loop_thread: LoopThread = _blockon._default_loop_thread()  # type: ignore[assignment]
+    loop_thread: LoopThread = _default_loop_thread()  # type: ignore[assignment]
     return loop_thread
 
 
