@@ -13,10 +13,12 @@ asyncpg's ``create_pool()``); its ``__aenter__`` has side effects of its own (re
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import contextlib
 import signal
 import sys
+import threading
 import types
 from collections.abc import AsyncIterator, Generator
 from typing import Any
@@ -24,7 +26,7 @@ from typing import Any
 import pytest
 from blockon import _sync
 
-from tests.support import Boom, run_in_threads, run_script, send_sigint_after_started
+from tests.support import HANG, Boom, run_in_threads, run_script, send_sigint_after_started
 
 # --- the fakes ------------------------------------------------------------------------------
 
@@ -601,3 +603,38 @@ def test_ctrl_c_in_the_body_releases_what_with_acquired():
     done = send_sigint_after_started(CTRL_C_SCRIPT, exit_within=10)
     assert done.texts == ["released KeyboardInterrupt", "in use 0"], done.stderr
     assert done.returncode == -signal.SIGINT, done.stderr
+
+
+class Signal:
+    """Awaiting it sets an event; it is an async context manager too."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._set().__await__()
+
+    async def _set(self) -> None:
+        self.event.set()
+
+    async def __aenter__(self) -> None:
+        await self._set()
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        pass
+
+
+class Signals:
+    def signal(self, event: threading.Event) -> Signal:
+        return Signal(event)
+
+    async def ping(self) -> str:  # an async method: its instances get twins
+        return "pong"
+
+
+def test_called_with_no_python_frame_above_it_awaits(target):
+    # A thread started from C code runs the twin with no Python frame above it.
+    signals = target.api.sync(Signals())
+    event = threading.Event()
+    _thread.start_new_thread(signals.signal, (event,))
+    assert event.wait(HANG)

@@ -90,7 +90,10 @@ def _unwrap_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
 def _caller() -> types.FrameType | None:
     """The frame whose call reached the twin that calls this (the twins' own frames, such
     as an object's ``__call__``, do not count)."""
-    frame: types.FrameType | None = sys._getframe(2)
+    try:
+        frame: types.FrameType | None = sys._getframe(2)
+    except ValueError:  # called from C code with no Python frame above (a new thread)
+        return None
     while frame is not None and frame.f_globals is _GLOBALS:
         frame = frame.f_back
     return frame
