@@ -299,6 +299,23 @@ impl LoopThreadBase {
         run(slf, run_args::run(args, kwargs, api.name)?, api)
     }
 
+    /// ``run`` as ``gather()`` uses it: messages and the blocked-loop warning name
+    /// ``gather()`` and what it waits for, not ``run`` and blockon's own coroutine.
+    #[pyo3(signature = (aw, /, timeout))]
+    fn _run_gather(
+        slf: &Bound<'_, Self>,
+        aw: Bound<'_, PyAny>,
+        timeout: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let args = RunArgs {
+            aw,
+            timeout,
+            nest: false,
+            target: None,
+        };
+        run(slf, args, Api::GATHER)
+    }
+
     /// Start one awaitable on this loop thread now; return a ``concurrent.futures.Future``.
     ///
     /// ``future.cancel()`` cancels the task.

@@ -289,6 +289,23 @@ async def test_blocked_warning_names_the_call_and_the_awaitable(which, lt):
 
 
 @pytest.mark.asyncio
+async def test_blocked_warning_names_gather(lt):
+    lt.blocked_warning = 0.05
+    with recording_warnings() as recorder:
+
+        async def held_until_warned():
+            await asyncio.to_thread(recorder.emitted.wait, 30)
+            return 1
+
+        assert lt.gather(held_until_warned(), answer(2)) == [1, 2]
+    assert len(recorder.seen) == 1, recorder.seen
+    text = str(recorder.seen[0][0])
+    assert text.startswith("gather() has blocked the running event loop "), text
+    assert "while it waits for the awaitables on blockon's loop thread" in text
+    assert "asyncio.gather" in text
+
+
+@pytest.mark.asyncio
 async def test_blocked_warning_names_wrap_iter_next(lt):
     lt.blocked_warning = 0.05
     with recording_warnings() as recorder:

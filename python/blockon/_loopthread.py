@@ -254,7 +254,7 @@ class LoopThread(LoopRunner):
         """
         batch = _gather.Batch(aws, limit, return_exceptions, timeout)
         try:
-            out = self.run(batch.run(), timeout=batch.timeout)
+            out = self._run_gather(batch.run(), batch.timeout)
         except BaseException:
             batch.abandon()
             raise
