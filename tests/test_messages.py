@@ -429,6 +429,52 @@ def test_a_second_ctrl_c_stops_waiting_for_the_cleanup():
     assert elapsed < 4, elapsed  # neither the 60 s grace nor a second wait at exit
 
 
+NESTED_STUBBORN_SCRIPT = """
+import asyncio
+import blockon
+
+async def stubborn():
+    print("started", flush=True)
+    while True:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            print("swallowed", flush=True)
+
+async def main():
+    blockon.default_loop_thread().cancel_grace = 0.5
+    blockon.run(stubborn(), nest=True)
+
+loop = asyncio.new_event_loop()  # no asyncio.run: its Ctrl-C handler would cancel main
+try:
+    loop.run_until_complete(main())
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+"""
+
+
+def test_ctrl_c_announces_a_slow_cleanup_of_nested_work():
+    proc = subprocess.Popen(
+        [sys.executable, "-c", NESTED_STUBBORN_SCRIPT],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "started\n"
+        proc.send_signal(signal.SIGINT)
+        lines, err = finish(proc)
+    finally:
+        proc.kill()
+    assert lines[:2] == ["swallowed", "KeyboardInterrupt"], (lines, err)
+    assert err.splitlines()[0] == (
+        "blockon: waiting up to 0.5 s for the awaitable to clean up after Ctrl-C; "
+        "press Ctrl-C again to stop waiting"
+    ), err
+
+
 def test_a_quick_cleanup_prints_nothing():
     script = """
     import asyncio, blockon, threading, signal, _thread

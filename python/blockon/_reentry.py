@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import sys
 from asyncio import tasks as _tasks
 from collections.abc import Callable
 
@@ -32,6 +33,11 @@ _leave_task: Callable[[asyncio.AbstractEventLoop, asyncio.Task[Any]], None] | No
 
 def _noop() -> None:
     pass
+
+
+#: Seconds a cleanup after Ctrl-C may take before the wait for it is announced: most take
+#: far less, and then nothing is printed.
+_QUIET_CLEANUP = 0.1
 
 
 def _reentry_points(loop: asyncio.AbstractEventLoop) -> tuple[Callable[[], None], Any]:
@@ -112,9 +118,9 @@ def drive_until(
         # Too deep to step the loop here: the cancelled work finishes in an outer step.
         cancel()
         raise
-    except BaseException:
+    except BaseException as exc:
         cancel()
-        _finish_within(loop, run_once, done, grace)
+        _finish_within(loop, run_once, done, grace, isinstance(exc, KeyboardInterrupt))
         raise
     finally:
         if timer is not None:
@@ -132,17 +138,32 @@ def _finish_within(
     run_once: Callable[[], None],
     done: Callable[[], bool],
     grace: float,
+    ctrl_c: bool,
 ) -> None:
-    """Step the loop until ``done()`` or ``grace`` seconds pass."""
+    """Step the loop until ``done()`` or ``grace`` seconds pass. After Ctrl-C (``ctrl_c``),
+    a cleanup still running after a moment is announced on stderr, as the engine does for
+    the calls it waits for; a second Ctrl-C stops the wait."""
     deadline = loop.time() + grace
-    alarm = loop.call_at(deadline, _noop)  # so a step never sleeps past the deadline
+    announce_at = loop.time() + _QUIET_CLEANUP if ctrl_c else None
+    alarms = [loop.call_at(deadline, _noop)]  # so a step never sleeps past the deadline
+    if announce_at is not None:
+        alarms.append(loop.call_at(announce_at, _noop))
     try:
         while not done() and loop.time() < deadline:
+            if announce_at is not None and loop.time() >= announce_at:
+                announce_at = None
+                print(
+                    f"blockon: waiting up to {grace} s for the awaitable to clean up after "
+                    "Ctrl-C; press Ctrl-C again to stop waiting",
+                    file=sys.stderr,
+                    flush=True,
+                )
             # Keep stepping: the task reports its own errors.
             with contextlib.suppress(Exception):
                 run_once()
     finally:
-        alarm.cancel()
+        for alarm in alarms:
+            alarm.cancel()
 
 
 def _pad_ready(loop: asyncio.AbstractEventLoop, ready: Any, queued: int) -> None:
