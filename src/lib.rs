@@ -9,8 +9,9 @@
 //!   coroutine. `timeout`: the one `timeout=` rule. `awaitable`: checking awaitables.
 //! - `lifecycle`: a loop thread's states and interpreter exit. `fork`: which process state
 //!   belongs to. `job`: work for a loop
-//!   thread. `inbox`: the submission queue and its wake-ups. `selector`: the loop's
-//!   spin-before-sleep selector.
+//!   thread. `inbox`: the submission queue and its wake-ups. `loop_spin`: the loop thread's
+//!   spin for work before it sleeps, from the stdlib loops' `selector` or from `pulse`s on
+//!   other loops (uvloop, loops blockon does not know).
 //! - `blocking`: blocking calls (waiting, timeouts, Ctrl-C). `waiter`: the GIL-free wait.
 //!   `completion`: the slots callers wait on.
 //! - `driver`: the native coroutine that settles outcomes. `eager_task`: starting its task
@@ -33,8 +34,10 @@ mod inbox;
 mod iter_bridge;
 mod job;
 mod lifecycle;
+mod loop_spin;
 mod loop_thread;
 mod prefetch;
+mod pulse;
 mod py;
 mod reentry;
 mod run_args;
@@ -70,7 +73,11 @@ mod _blockon {
     #[pymodule_export]
     use crate::lifecycle::_interpreter_exiting;
     #[pymodule_export]
+    use crate::loop_spin::_set_spin;
+    #[pymodule_export]
     use crate::loop_thread::LoopThreadBase;
+    #[pymodule_export]
+    use crate::pulse::Pulser;
     #[pymodule_export]
     use crate::selector::HotSelector;
     #[pymodule_export]
