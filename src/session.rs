@@ -76,6 +76,9 @@ pub(crate) struct Session {
     pub(crate) core: Arc<Core>,
     state: Mutex<State>,
     subject: Subject,
+    /// Its task's name (`blockon.wrap_iter(numbers)`): what a listing of the loop's tasks
+    /// shows, where every session's coroutine reads the same.
+    name: String,
 }
 
 enum Input<'py> {
@@ -132,11 +135,12 @@ impl LoopWork for Queued {
 }
 
 impl Session {
-    pub(crate) fn new(core: Arc<Core>) -> Self {
+    pub(crate) fn new(core: Arc<Core>, name: String) -> Self {
         Self {
             core,
             state: Mutex::new(State::default()),
             subject: Subject::default(),
+            name,
         }
     }
 
@@ -185,6 +189,7 @@ impl Session {
         };
         if start {
             let kwargs = PyDict::new(py);
+            kwargs.set_item(intern!(py, "name"), &this.name)?;
             if let Some(context) = context {
                 kwargs.set_item(intern!(py, "context"), context)?;
             }
