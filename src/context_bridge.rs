@@ -209,6 +209,12 @@ impl Drop for ContextBridge {
             return;
         }
         Python::try_attach(|py| {
+            // Dropped while the collector takes apart a cycle through the manager (before the
+            // bridge's own `__clear__`): the task is part of it, and waking it would run a
+            // cleared task. asyncio's view of such a task is that it was destroyed pending.
+            if session.get().task(py).is_none() {
+                return;
+            }
             if let Ok(op) = clean_exit(py) {
                 let call = Arc::new(Call::default());
                 let step = Step { op, call };

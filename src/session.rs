@@ -152,7 +152,10 @@ impl Session {
         }))
     }
 
-    fn task<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+    /// The session's task, while it lives. The garbage collector clears weak references to
+    /// the objects of a cycle before it takes them apart, so `None` also means the task is
+    /// being collected and must not be woken.
+    pub(crate) fn task<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
         let weak = lock(&self.state).task.as_ref().map(|w| w.clone_ref(py));
         weak.and_then(|w| w.bind(py).upgrade())
     }
