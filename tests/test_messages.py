@@ -130,7 +130,7 @@ def test_close_applies_the_rule():
     lt = blockon.LoopThread(debug_loop)
     lt.run(answer())
     with pytest.raises(TypeError, match=r"^LoopThread\.close\(\): timeout must be"):
-        lt.close(timeout="soon")
+        lt.close(timeout="soon")  # type: ignore[arg-type]
     lt.close(timeout=1e300)
     assert lt.closed
 
