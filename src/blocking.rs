@@ -110,6 +110,7 @@ pub(crate) struct Waiting<'py> {
     pub(crate) what: Bound<'py, PyAny>,
     /// The bound in seconds, `timeout=` unless `limit` says otherwise.
     pub(crate) timeout: Option<f64>,
+    /// Whose bound `timeout` is.
     pub(crate) limit: Limit,
     /// How long Ctrl-C waits for the cancelled awaitable's cleanup.
     pub(crate) grace: f64,

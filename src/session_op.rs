@@ -283,7 +283,7 @@ fn for_step<'py>(
     returned: &Bound<'py, PyAny>,
     api: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
-    if returned.cast::<PyIterator>().is_ok() {
+    if returned.cast::<PyIterator>().is_ok() || is_coroutine(returned) {
         return Ok(returned.clone());
     }
     if !returned
