@@ -8,6 +8,7 @@ and twins' ``inspect.signature`` into annotations. Neither is loaded by ``import
 
 from __future__ import annotations
 
+import ast
 import builtins
 import collections.abc
 import functools
@@ -231,6 +232,8 @@ class _Names(Mapping[str, Any]):
 
     def __getitem__(self, name: str) -> Any:
         scope = self.scope
+        if name == _UNION:
+            return typing.Union
         for space in (scope.first, scope.globalns):
             if space is not None and name in space:
                 return space[name]
@@ -247,24 +250,48 @@ class _Names(Mapping[str, Any]):
         return 0
 
 
-def read(annotation: Any, scope: Scope) -> Node:
-    """The tree of an annotation (an object, or a string to evaluate in ``scope``)."""
+def read(annotation: Any, scope: Scope, reading: tuple[str, ...] = ()) -> Node:
+    """The tree of an annotation (an object, or a string to evaluate in ``scope``);
+    ``reading``: the strings being read around it (a type alias that names itself)."""
     if isinstance(annotation, str):
+        if annotation in reading:
+            return Unknown(annotation, f"{annotation} is a recursive type alias")
+        reading = (*reading, annotation)
         try:
-            value = eval(annotation, {}, _Names(scope))
+            value = eval(_unions(annotation), {}, _Names(scope))
         except Exception as exc:
             return Unknown(annotation, f"{annotation!r} cannot be evaluated ({exc})")
-        return _from_object(value, scope)
-    return _from_object(annotation, scope)
+        return _from_object(value, scope, reading)
+    return _from_object(annotation, scope, reading)
 
 
-def _from_object(obj: Any, scope: Scope) -> Node:
+class _Unions(ast.NodeTransformer):
+    """``a | b`` as ``typing.Union[a, b]``: names may hold values ``|`` cannot join (a
+    string, or an optional dependency set to ``None``)."""
+
+    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
+        self.generic_visit(node)
+        if not isinstance(node.op, ast.BitOr):
+            return node
+        union = ast.Name(_UNION, ast.Load())
+        return ast.Subscript(union, ast.Tuple([node.left, node.right], ast.Load()), ast.Load())
+
+
+_UNION = "__blockon_union__"
+
+
+def _unions(text: str) -> types.CodeType:
+    tree = ast.fix_missing_locations(_Unions().visit(ast.parse(text.strip(), mode="eval")))
+    return compile(tree, "<annotation>", "eval")
+
+
+def _from_object(obj: Any, scope: Scope, reading: tuple[str, ...] = ()) -> Node:
     if obj is None or obj is type(None):
         return NONE
     if isinstance(obj, str):
-        return read(obj, scope)
+        return read(obj, scope, reading)
     if isinstance(obj, typing.ForwardRef):
-        return read(obj.__forward_arg__, scope)
+        return read(obj.__forward_arg__, scope, reading)
     if isinstance(obj, _Hole):
         return Unknown(obj.text, f"name {obj.text.split('.')[0].split('[')[0]!r} is not defined")
     if isinstance(obj, (typing.TypeVar, typing.ParamSpec, typing.TypeVarTuple)):
@@ -276,28 +303,60 @@ def _from_object(obj: Any, scope: Scope) -> Node:
     if obj is Ellipsis:
         return ELLIPSIS
     if isinstance(obj, list):
-        return Params([_from_object(item, scope) for item in obj])
+        return Params([_from_object(item, scope, reading) for item in obj])
     origin = typing.get_origin(obj)
     if origin is not None and not getattr(obj, "_special", False):
         args = typing.get_args(obj)
         if origin is typing.Union or origin is types.UnionType:
-            return Union([_from_object(arm, scope) for arm in args])
+            return Union([_from_object(arm, scope, reading) for arm in args])
         if origin is typing.Literal:
             return Literal(args)
         if origin is typing.Annotated:
-            return _from_object(args[0], scope)
+            return _from_object(args[0], scope, reading)
         if origin is typing.Concatenate:
-            return Sub(Ref(typing.Concatenate), [_from_object(a, scope) for a in args])
+            return Sub(Ref(typing.Concatenate), [_from_object(a, scope, reading) for a in args])
         if origin is collections.abc.Callable and len(args) == 2:
-            return Sub(Ref(origin), [_from_object(args[0], scope), _from_object(args[1], scope)])
-        if origin is tuple and not args:
-            return Sub(Ref(tuple), [])
-        return Sub(Ref(origin), [_from_object(arg, scope) for arg in args])
+            return Sub(
+                Ref(origin),
+                [_from_object(args[0], scope, reading), _from_object(args[1], scope, reading)],
+            )
+        if not args:  # tuple[()], or a bare generic alias such as typing.Callable
+            return Sub(Ref(tuple), []) if origin is tuple else bare(origin)
+        return Sub(Ref(origin), [_from_object(arg, scope, reading) for arg in args])
     if origin is not None:  # a bare typing alias (typing.List): its class
-        return Ref(origin)
-    if isinstance(obj, type) or id(obj) in _TYPING_NAMES or _named(obj):
+        return bare(origin)
+    if isinstance(obj, type):
+        return bare(obj)
+    if id(obj) in _TYPING_NAMES or _named(obj):
         return Ref(obj)
     return Unknown(repr(obj), f"{obj!r} is not a type")
+
+
+#: How many type arguments the generic classes of the standard library take.
+_GENERIC_ARITY = {
+    alias.__origin__: alias._nparams
+    for alias in vars(typing).values()
+    if isinstance(getattr(alias, "_nparams", None), int) and isinstance(alias.__origin__, type)
+}
+
+
+_CALLABLE: Any = collections.abc.Callable
+
+
+def bare(cls: type) -> Node:
+    """A class written without type arguments: a generic one with ``Any`` for each, as type
+    checkers read it (``list`` is ``list[Any]``)."""
+    if cls is tuple:
+        return Sub(Ref(tuple), [Ref(Any), ELLIPSIS])
+    if cls is _CALLABLE:
+        return Sub(Ref(cls), [ELLIPSIS, Ref(Any)])
+    arity = _GENERIC_ARITY.get(cls)
+    if arity is None:
+        params = getattr(cls, "__parameters__", ())
+        arity = len(params) if isinstance(params, tuple) else 0
+    if arity <= 0:
+        return Ref(cls)
+    return Sub(Ref(cls), [Ref(Any)] * arity)
 
 
 def _named(obj: Any) -> bool:
@@ -347,7 +406,11 @@ def public_module(
         if candidate in skip:
             continue
         found = sys.modules.get(candidate)
-        if found is not None and getattr(found, top, None) is _top_object(obj, qualname):
+        if (
+            found is not None
+            and top in getattr(found, "__all__", ())  # exported, as type checkers see it
+            and getattr(found, top, None) is _top_object(obj, qualname)
+        ):
             return candidate
     return module
 

@@ -99,7 +99,7 @@ class ClassWriter:
         attributes = self.attributes(cls, inherited, set(members))
         namer.scope = frozenset({*members, *attributes, *dunders})
         bases = [self.twin_base(cls, base) for base in twin_bases]
-        if not bases:
+        if not bases and not getattr(cls, "_is_protocol", False):
             bases.append(f"{self.writer.twin_root()}[{namer.ref(cls)}]")
         bases.extend(self.generic_bases(cls))
         body: list[str] = []
@@ -191,7 +191,7 @@ class ClassWriter:
         if callable(raw) or hasattr(type(raw), "__get__"):
             node: A.Node = A.Unknown("...", f"a {type(raw).__name__} the stub cannot describe")
         else:
-            node = A.Ref(type(raw))
+            node = A.read(type(raw), A.Scope({}))
         if twin:
             node = self.rules.adopted(node, cls)
         return [f"{member}: {self.write(node)}"]

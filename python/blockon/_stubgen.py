@@ -416,7 +416,7 @@ class Writer:
         annotations = getattr(owner, "__annotations__", {})
         if name in annotations:
             return A.read(annotations[name], A.Scope(vars(self.module)))
-        return A.Ref(type(value))
+        return A.read(type(value), A.Scope({}))
 
     # --- functions
 
@@ -434,25 +434,29 @@ class Writer:
     ) -> list[str]:
         """A ``def`` (with its overloads): a twin's, mapped by the rules, or a plain one,
         as declared. ``bound``: drop the first parameter; ``self_param``: add one."""
-        overloads = _overloads(fn)
-        lines: list[str] = []
-        for each in overloads or [fn]:
-            lines.extend(
-                self.one_function(
-                    name,
-                    each,
-                    deep=deep,
-                    twin=twin,
-                    bound=bound,
-                    owner=owner,
-                    decorators=(*decorators, self.namer.ref(typing.overload))
-                    if overloads
-                    else decorators,
-                    self_param=self_param,
-                    doc=not overloads,
-                )
+
+        def render(fn: Any, doc: bool) -> list[str]:
+            return self.one_function(
+                name,
+                fn,
+                deep=deep,
+                twin=twin,
+                bound=bound,
+                owner=owner,
+                decorators=decorators,
+                self_param=self_param,
+                doc=doc,
             )
-        return lines
+
+        variants: list[list[str]] = []
+        for each in _overloads(fn):
+            lines = render(each, False)
+            if lines not in variants:  # overloads told apart only by the type of self
+                variants.append(lines)
+        if len(variants) < 2:
+            return variants[0] if variants else render(fn, True)
+        overload = f"@{self.namer.ref(typing.overload)}"
+        return [line for lines in variants for line in (overload, *lines)]
 
     def one_function(
         self,
@@ -509,10 +513,12 @@ class Writer:
             elif kind is param.VAR_KEYWORD:
                 text = f"**{text}"
             first = index == 0 and not self_param and param.name in ("self", "cls")
-            if param.annotation is not param.empty:
+            if param.annotation is not param.empty and not (first and twin):
                 node = A.read(param.annotation, scope)
                 if twin:
                     node = self.rules.parameter(node)
+                if param.default is None and not any(n is A.NONE for n in A.walk(node)):
+                    node = A.Union([node, A.NONE])  # the implicit Optional of old code
                 text += f": {A.write(node, self.namer)}"
             elif not first:
                 self.fallback(f"parameter {param.name} is not annotated")

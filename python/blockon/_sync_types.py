@@ -20,11 +20,13 @@ wrapped callable declares. The stub generator types twins with these, and a twin
 
 from __future__ import annotations
 
+import ast
 import collections.abc
 import contextlib
 import functools
 import inspect
 import sys
+import textwrap
 import types
 import typing
 from collections.abc import Callable
@@ -128,13 +130,40 @@ class Rules:
         return A.read(annotation, self.scope(fn))
 
     def member_returns(self, cls: type, name: str) -> A.Node | None:
-        """What ``cls.name`` (a method) declares it returns; None when there is none."""
+        """What ``cls.name`` (a method) declares it returns (``Self`` for an undeclared
+        ``return self``, or ``__await__``'s ``return self.start().__await__()`` where
+        ``start`` returns the type of ``self``); None when there is no such method."""
         fn = inspect.getattr_static(cls, name, None)
         if fn is None:
             return None
         node = self.returns(fn)
         if isinstance(node, A.Unknown):
+            node = self.undeclared(cls, fn, node)
+        elif _types_self(self, fn, node):
+            node = A.Ref(typing.Self)  # def f(self: T) -> T
+        if isinstance(node, A.Unknown):
             node.why = f"{cls.__qualname__}.{name}: {node.why}"
+        return node
+
+    def undeclared(self, cls: type, fn: Any, node: A.Unknown) -> A.Node:
+        returned = _returns(fn)
+        if not returned:
+            return node
+        me = returned[0]
+        values = returned[1:]
+        if all(isinstance(v, ast.Name) and v.id == me for v in values):
+            return A.Ref(typing.Self)
+        if all(_awaits_own(v, me) for v in values):
+            names = {v.func.value.func.attr for v in values}
+            if len(names) == 1:
+                starter = inspect.getattr_static(cls, names.pop(), None)
+                if starter is not None:
+                    started = self.returns(starter)
+                    if _class_of(started) is typing.Self or _types_self(self, starter, started):
+                        return A.Sub(
+                            A.Ref(collections.abc.Generator),
+                            [A.Ref(Any), A.NONE, A.Ref(typing.Self)],
+                        )
         return node
 
     # --- the rules
@@ -269,6 +298,8 @@ class Rules:
         """What the twin of ``fn`` returns: directly twinned (``deep`` False) or reached
         through a class, instance or module twin (``deep``)."""
         node = self.returns(fn)
+        if owner is not None and _types_self(self, fn, node):
+            node = A.Ref(typing.Self)  # def f(self: T) -> T
         if inspect.isasyncgenfunction(fn):
             return self.generator(node, deep, owner)
         if inspect.iscoroutinefunction(fn):
@@ -302,6 +333,51 @@ class Rules:
                 twin = A.Sub(twin, node.args)
             return A.Union([node, twin])
         return node
+
+
+def _returns(fn: Any) -> list[Any]:
+    """The name of ``fn``'s first parameter, then the values of its ``return`` statements
+    (empty when its source cannot be read)."""
+    fn = function_of_shallow(fn)
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError):
+        return []
+    function = tree.body[0] if tree.body else None
+    if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)) or not function.args.args:
+        return []
+    values: list[Any] = [function.args.args[0].arg]
+    for node in ast.walk(function):
+        if isinstance(node, ast.Return):
+            values.append(node.value)
+    return values if len(values) > 1 else []
+
+
+def _awaits_own(value: Any, me: str) -> bool:
+    """``self.start(...).__await__()``."""
+    return (
+        isinstance(value, ast.Call)
+        and isinstance(value.func, ast.Attribute)
+        and value.func.attr == "__await__"
+        and isinstance(value.func.value, ast.Call)
+        and isinstance(value.func.value.func, ast.Attribute)
+        and isinstance(value.func.value.func.value, ast.Name)
+        and value.func.value.func.value.id == me
+    )
+
+
+def _types_self(rules: Rules, fn: Any, returned: A.Node) -> bool:
+    """Whether ``fn`` returns the type variable its ``self`` is annotated with."""
+    if not isinstance(returned, A.Var):
+        return False
+    try:
+        first = next(iter(inspect.signature(fn).parameters.values()))
+    except (StopIteration, TypeError, ValueError):
+        return False
+    if first.annotation is first.empty:
+        return False
+    declared = A.read(first.annotation, rules.scope(fn))
+    return isinstance(declared, A.Var) and declared.var is returned.var
 
 
 def _class_of(node: A.Node) -> Any:
