@@ -36,6 +36,9 @@ pub(crate) struct Api {
     /// In a `to_thread` worker, the call runs on the worker's home loop (only the
     /// module-level `blockon.run()`: a method names its loop thread).
     pub(crate) follows_home: bool,
+    /// Whether messages name the awaitable itself (its qualname) rather than `waits_for`:
+    /// not for a coroutine of blockon's own, such as the one `gather` runs.
+    names_awaitable: bool,
 }
 
 const RUN_INSTEAD: &str = "Pass nest=True to run the awaitable on the running loop itself, \
@@ -48,6 +51,7 @@ impl Api {
         waits_for: "the awaitable",
         instead: RUN_INSTEAD,
         follows_home: true,
+        names_awaitable: true,
     };
     /// `LoopThread.run()`, the method.
     pub(crate) const LOOP_THREAD_RUN: Api = Api {
@@ -55,6 +59,15 @@ impl Api {
         waits_for: "the awaitable",
         instead: RUN_INSTEAD,
         follows_home: false,
+        names_awaitable: true,
+    };
+    /// `LoopThread.gather()` (and `blockon.gather()`, the default loop thread's method).
+    pub(crate) const GATHER: Api = Api {
+        name: "gather()",
+        waits_for: "the awaitables",
+        instead: "Await asyncio.gather(...) from async code instead.",
+        follows_home: false,
+        names_awaitable: false,
     };
     /// `next()` on what `wrap_iter` returned.
     pub(crate) const ITER_NEXT: Api = Api {
@@ -62,6 +75,7 @@ impl Api {
         waits_for: "the async iterator",
         instead: "Iterate the async iterable with `async for` instead.",
         follows_home: false,
+        names_awaitable: true,
     };
     /// Closing what `wrap_iter` returned.
     pub(crate) const ITER_CLOSE: Api = Api {
@@ -69,6 +83,7 @@ impl Api {
         waits_for: "the async iterator",
         instead: "Iterate the async iterable with `async for` instead.",
         follows_home: false,
+        names_awaitable: true,
     };
     /// Entering what `wrap_context` returned.
     pub(crate) const CONTEXT_ENTER: Api = Api {
@@ -76,6 +91,7 @@ impl Api {
         waits_for: "the async context manager",
         instead: "Use `async with` on the async context manager instead.",
         follows_home: false,
+        names_awaitable: true,
     };
     /// Exiting what `wrap_context` returned.
     pub(crate) const CONTEXT_EXIT: Api = Api {
@@ -83,6 +99,7 @@ impl Api {
         waits_for: "the async context manager",
         instead: "Use `async with` on the async context manager instead.",
         follows_home: false,
+        names_awaitable: true,
     };
 }
 
@@ -206,7 +223,18 @@ pub(crate) fn through_inbox(
         Ok(())
     };
     let gil_busy = || inbox.consumer_holds_gil();
-    wait(py, call, how, &kick, &cancel, None, Some(&gil_busy))
+    // A caller whose awaitable outlives the loop (it ignored cancellation while the loop
+    // thread closed) must not wait forever for an outcome no one will write.
+    let alive = |_py: Python<'_>| {
+        if core.has_stopped() {
+            return Err(PyRuntimeError::new_err(
+                "the loop thread closed while this call waited, and its awaitable never \
+                 finished (it did not end when cancelled at the loop's shutdown)",
+            ));
+        }
+        Ok(())
+    };
+    wait(py, call, how, &kick, &cancel, Some(&alive), Some(&gil_busy))
 }
 
 /// Runs `coro` on `event_loop`, a loop running in another thread, and waits for it.
@@ -482,8 +510,9 @@ fn warn_blocked(py: Python<'_>, how: &Waiting<'_>) -> PyResult<()> {
     let Some((seconds, blocked)) = &how.blocked else {
         return Ok(());
     };
-    let what =
-        qualname(&how.what).map_or_else(|| how.api.waits_for.to_owned(), |n| format!("'{n}'"));
+    let what = qualname(&how.what)
+        .filter(|_| how.api.names_awaitable)
+        .map_or_else(|| how.api.waits_for.to_owned(), |n| format!("'{n}'"));
     let message = format!(
         "{} has blocked the running event loop {} for {seconds} s while it waits for {what} \
          on blockon's loop thread; no other task on that loop can run meanwhile. {}",

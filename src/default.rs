@@ -1,18 +1,16 @@
 //! The process's default loop thread and the module-level functions that use it.
 //!
 //! The Python package registers its `LoopThread` class as the factory at import; the first
-//! module-level call creates the instance. After a fork the same object starts a fresh thread
-//! in the child (see `lifecycle`). Once closed (`default_loop_thread().close()`), it is
-//! replaced by a fresh one on next use, the way a fork replaces its thread: module-level
-//! calls never stop working because something closed the shared instance. The exception is
-//! interpreter exit, which closes it for good: a loop thread started after that would never
-//! be closed.
+//! use creates the one instance, which then lives as long as the process. After a fork it
+//! starts a fresh thread in the child (see `lifecycle`); once closed
+//! (`default_loop_thread().close()`) it starts afresh on next use the same way, so
+//! module-level calls never stop working because something closed the shared instance, and
+//! what holds it (the module-level functions are its bound methods, twins are bound to it)
+//! keeps working too. The exception is interpreter exit, which closes it for good: a loop
+//! thread started after that would never be closed.
 //!
-//! Rejected: a `PyOnceLock` (it cannot be replaced), and creating the replacement under the
-//! lock (the factory is Python code, which may release the GIL to a thread that then waits
-//! for the lock while holding the GIL).
-
-use std::sync::Mutex;
+//! Rejected: replacing a closed default with a new object. Everything bound to the old one
+//! would then fail as closed, for as long as the process lives.
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -21,13 +19,11 @@ use pyo3::types::{PyDict, PyTuple};
 
 use crate::awaitable::discard;
 use crate::blocking::Api;
-use crate::completion::lock;
-use crate::lifecycle::interpreter_exiting;
 use crate::loop_thread::{self, LoopThreadBase};
 use crate::run_args;
 
 static FACTORY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-static DEFAULT: Mutex<Option<Py<LoopThreadBase>>> = Mutex::new(None);
+static DEFAULT: PyOnceLock<Py<LoopThreadBase>> = PyOnceLock::new();
 
 /// Registers the class the default loop thread is made from (once, at import).
 #[pyfunction]
@@ -35,33 +31,17 @@ pub(crate) fn _set_default_factory(py: Python<'_>, factory: Py<PyAny>) {
     let _ = FACTORY.set(py, factory);
 }
 
-/// The default loop thread in `slot`, unless there is none or it must be replaced.
-fn usable<'py>(
-    py: Python<'py>,
-    slot: Option<&Py<LoopThreadBase>>,
-) -> Option<Bound<'py, LoopThreadBase>> {
-    let current = slot?;
-    let replace = current.get().is_closed() && !interpreter_exiting();
-    (!replace).then(|| current.bind(py).clone())
-}
-
-/// The default loop thread (created, not started, on first use; replaced once closed).
+/// The default loop thread (created, not started, on first use).
 pub(crate) fn default_loop_thread(py: Python<'_>) -> PyResult<Bound<'_, LoopThreadBase>> {
-    if let Some(current) = usable(py, lock(&DEFAULT).as_ref()) {
-        return Ok(current);
-    }
-    let factory = FACTORY
-        .get(py)
-        .ok_or_else(|| PyRuntimeError::new_err("import blockon, not blockon._blockon"))?;
-    let fresh = factory.bind(py).call0()?.cast_into::<LoopThreadBase>()?;
-    let mut slot = lock(&DEFAULT);
-    if let Some(current) = usable(py, slot.as_ref()) {
-        return Ok(current); // another thread made one meanwhile; ours never started
-    }
-    let old = slot.replace(fresh.clone().unbind());
-    drop(slot);
-    drop(old); // outside the lock: freeing it runs Python (weak-reference callbacks)
-    Ok(fresh)
+    let default = DEFAULT.get_or_try_init(py, || {
+        let factory = FACTORY
+            .get(py)
+            .ok_or_else(|| PyRuntimeError::new_err("import blockon, not blockon._blockon"))?;
+        let made = factory.bind(py).call0()?.cast_into::<LoopThreadBase>()?;
+        made.get().reopen_when_closed();
+        PyResult::Ok(made.unbind())
+    })?;
+    Ok(default.bind(py).clone())
 }
 
 /// Python's way to [`default_loop_thread`].

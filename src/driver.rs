@@ -21,12 +21,13 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use pyo3::exceptions::PyStopIteration;
+use pyo3::exceptions::{PyKeyboardInterrupt, PyStopIteration, PySystemExit};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::completion::{lock, Call, Outcome};
+use crate::fork;
 use crate::py::cached;
 use crate::stepping::{self, Sent};
 
@@ -48,6 +49,8 @@ pub(crate) struct Driver {
     pending: Mutex<Option<Py<PyAny>>>,
     /// The awaitable has finished (and its outcome is settled).
     finished: AtomicBool,
+    /// The fork generation it was made in (see `callerless_exit`).
+    generation: u64,
 }
 
 impl Driver {
@@ -57,6 +60,7 @@ impl Driver {
             target,
             pending: Mutex::new(None),
             finished: AtomicBool::new(false),
+            generation: fork::generation(),
         }
     }
 
@@ -95,6 +99,15 @@ impl Driver {
         }
     }
 
+    /// Whether `err` is a `SystemExit` or `KeyboardInterrupt` raised in a forked child by an
+    /// awaitable its parent started: the caller it would travel to exists only in the
+    /// parent, so it must end the child instead.
+    pub(crate) fn callerless_exit(&self, py: Python<'_>, err: &PyErr) -> bool {
+        self.generation != fork::generation()
+            && (err.is_instance_of::<PySystemExit>(py)
+                || err.is_instance_of::<PyKeyboardInterrupt>(py))
+    }
+
     /// Whether the awaitable has finished (so the task's next step only ends the task).
     pub(crate) fn is_finished(&self) -> bool {
         self.finished.load(Ordering::Acquire)
@@ -118,6 +131,12 @@ impl Driver {
         let outcome = match step {
             Ok(Sent::Yielded(value)) => return Ok(value),
             Ok(Sent::Returned(value)) => Outcome::Value(value),
+            Err(err) if self.callerless_exit(py, &err) => {
+                // Raised into the task, asyncio lets it out of the loop: the loop thread
+                // then ends the forked child (see `_running`).
+                self.finished.store(true, Ordering::Release);
+                return Err(err);
+            }
             Err(err) => stepping::outcome_of(py, err),
         };
         self.finished.store(true, Ordering::Release);

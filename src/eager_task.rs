@@ -37,19 +37,47 @@ pub(crate) fn spawn_task(
             .attach_task
             .call1(py, (link, event_loop, &task))?;
     }
-    // `create_task` queued the task's own first step last in the ready queue, if the queue
-    // grew by exactly one: that step is held back while the eager step runs.
-    let held = match ready {
-        Some(ready) if ready.len()? == before + 1 => Some(ready),
-        _ => None,
-    };
-    start_eagerly(event_loop, &task, driver, context, held)?;
+    // Known before the eager step runs: a cancel that arrives during it (sync code in the
+    // step waiting re-entrantly, its caller timing out) must find the task.
     if let Some(call) = driver.get().call() {
-        if !driver.get().is_finished() {
-            call.set_task(&task)?;
+        call.set_task(&task)?;
+    }
+    match ready {
+        Some(ready) => {
+            // Not found (a task factory queued it elsewhere): no eager step, the task's own
+            // step runs on the loop's next turn.
+            if let Some(handle) = own_step(&ready, &task, before)? {
+                start_eagerly(event_loop, &task, driver, context, &ready, handle)?;
+            }
         }
+        // No visible ready queue (uvloop): nothing to hold back, and nothing can re-enter.
+        None => start_eagerly_unheld(event_loop, &task, driver, context)?,
     }
     Ok(())
+}
+
+/// Takes the task's own first step (the handle `create_task` queued) out of `ready`, found by
+/// identity among the handles queued since `before`: a task factory, or another thread's
+/// `call_soon_threadsafe`, may have queued more than that one meanwhile.
+fn own_step<'py>(
+    ready: &Bound<'py, PyAny>,
+    task: &Bound<'py, PyAny>,
+    before: usize,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let py = ready.py();
+    let len = ready.len()?;
+    for index in (before.min(len)..len).rev() {
+        let handle = ready.get_item(index)?;
+        let Some(callback) = handle.getattr_opt(intern!(py, "_callback"))? else {
+            continue;
+        };
+        let owner = callback.getattr_opt(intern!(py, "__self__"))?;
+        if owner.is_some_and(|owner| owner.is(task)) {
+            ready.del_item(index)?;
+            return Ok(Some(handle));
+        }
+    }
+    Ok(None)
 }
 
 /// Runs the task's first step now, inside the task (it is the current task meanwhile, and
@@ -57,18 +85,31 @@ pub(crate) fn spawn_task(
 /// finishes without waiting for another turn of the loop. The task's own first step then
 /// takes over where this one stopped.
 ///
-/// That own first step is held back (taken out of `ready` and put back after): sync code in
-/// the eager step may run the loop re-entrantly, which must not step this same task a second
-/// time. Loops without a visible ready queue (uvloop) cannot be re-entered at all.
-///
-/// Skipped where asyncio lacks the task-switching functions (the task then simply runs on
-/// the loop's next turn).
+/// That own first step (`held`) is kept out of `ready` meanwhile and queued again after,
+/// whatever happens: sync code in the eager step may run the loop re-entrantly, which must
+/// not step this same task a second time, and a step that is never queued again leaves the
+/// task pending forever.
 fn start_eagerly(
     event_loop: &Bound<'_, PyAny>,
     task: &Bound<'_, PyAny>,
     driver: &Bound<'_, Driver>,
     context: Option<&Bound<'_, PyAny>>,
-    ready: Option<Bound<'_, PyAny>>,
+    ready: &Bound<'_, PyAny>,
+    held: Bound<'_, PyAny>,
+) -> PyResult<()> {
+    let stepped = start_eagerly_unheld(event_loop, task, driver, context);
+    let requeued = ready.call_method1(intern!(event_loop.py(), "append"), (held,));
+    stepped.and(requeued.map(drop))
+}
+
+/// The eager first step itself. Skipped where asyncio lacks the task-switching functions
+/// (the task then simply runs on the loop's next turn). The current task is restored on
+/// every path, an error in the step included.
+fn start_eagerly_unheld(
+    event_loop: &Bound<'_, PyAny>,
+    task: &Bound<'_, PyAny>,
+    driver: &Bound<'_, Driver>,
+    context: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<()> {
     let py = event_loop.py();
     let c = cached(py)?;
@@ -76,32 +117,25 @@ fn start_eagerly(
         return Ok(());
     };
     let (enter, leave) = (enter.bind(py), leave.bind(py));
-    let held = ready
-        .map(|ready| {
-            ready
-                .call_method0(intern!(py, "pop"))
-                .map(|handle| (ready, handle))
-        })
-        .transpose()?;
     let outer = c.current_task.bind(py).call1((event_loop,))?;
     let nested = !outer.is_none();
     if nested {
         leave.call1((event_loop, &outer))?;
     }
-    enter.call1((event_loop, task))?;
-    let eager = driver.getattr(intern!(py, "_eager"))?;
-    let stepped = match context {
-        Some(context) => context.call_method1(intern!(py, "run"), (eager,)).map(drop),
-        None => eager.call0().map(drop),
+    let stepped = enter.call1((event_loop, task)).and_then(|_| {
+        let eager = driver.getattr(intern!(py, "_eager"))?;
+        let stepped = match context {
+            Some(context) => context.call_method1(intern!(py, "run"), (eager,)).map(drop),
+            None => eager.call0().map(drop),
+        };
+        stepped.and(leave.call1((event_loop, task)).map(drop))
+    });
+    let restored = if nested {
+        enter.call1((event_loop, &outer)).map(drop)
+    } else {
+        Ok(())
     };
-    leave.call1((event_loop, task))?;
-    if nested {
-        enter.call1((event_loop, &outer))?;
-    }
-    if let Some((ready, handle)) = held {
-        ready.call_method1(intern!(py, "append"), (handle,))?;
-    }
-    stepped
+    stepped.and(restored)
 }
 
 /// Called on a foreign loop through `call_soon_threadsafe`: starts the driver's task there.

@@ -25,7 +25,7 @@ use crate::lifecycle::closed_error;
 use crate::loop_thread::LoopThreadBase;
 use crate::prefetch::{Item, Prefetch, Take};
 use crate::py::cached;
-use crate::reentry::{drive, ready_len};
+use crate::reentry::{self, drive};
 use crate::session::{Session, SessionJob, Step};
 use crate::session_op::Op;
 use crate::sync_step::{self, gone, Purpose};
@@ -190,11 +190,11 @@ impl IterBridge {
                     let running = cached(py)?.get_running_loop.bind(py).call0()?;
                     if core.event_loop.bind(py).is(&running) {
                         // Sync code on the loop thread: run the loop until the pump delivers.
-                        let queued = ready_len(&running)?;
+                        let nested = reentry::enter(&running)?;
                         let watched = Arc::clone(&buffer);
                         let grace = self.loop_thread.get().grace();
                         let ready = move || watched.has_items();
-                        drive(&running, queued, ready, |_| Ok(()), None, grace)?;
+                        drive(&running, nested.queued, ready, |_| Ok(()), None, grace)?;
                         continue;
                     }
                     let start = waiter::Start {

@@ -7,7 +7,8 @@
 //!   routing, and the hooks its Python thread body calls.
 //! - `run_args`: `run`'s and `submit`'s arguments, parsed by hand so a bad call closes its
 //!   coroutine. `timeout`: the one `timeout=` rule. `awaitable`: checking awaitables.
-//! - `lifecycle`: a loop thread's states, fork and interpreter exit. `job`: work for a loop
+//! - `lifecycle`: a loop thread's states and interpreter exit. `fork`: which process state
+//!   belongs to. `job`: work for a loop
 //!   thread. `inbox`: the submission queue and its wake-ups. `selector`: the loop's
 //!   spin-before-sleep selector.
 //! - `blocking`: blocking calls (waiting, timeouts, Ctrl-C). `waiter`: the GIL-free wait.
@@ -27,6 +28,7 @@ mod context_bridge;
 mod default;
 mod driver;
 mod eager_task;
+mod fork;
 mod inbox;
 mod iter_bridge;
 mod job;
@@ -62,9 +64,11 @@ mod _blockon {
     #[pymodule_export]
     use crate::eager_task::_spawn_here;
     #[pymodule_export]
+    use crate::fork::_after_fork_in_child;
+    #[pymodule_export]
     use crate::iter_bridge::IterBridge;
     #[pymodule_export]
-    use crate::lifecycle::{_after_fork_in_child, _interpreter_exiting};
+    use crate::lifecycle::_interpreter_exiting;
     #[pymodule_export]
     use crate::loop_thread::LoopThreadBase;
     #[pymodule_export]

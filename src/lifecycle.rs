@@ -14,7 +14,7 @@
 //! never freed in the child: freeing them would run their `__del__`, which warns about an
 //! unclosed loop, and closing them would touch the parent's file descriptors.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
@@ -22,28 +22,16 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
 use crate::completion::lock;
+use crate::fork;
 use crate::inbox::Inbox;
 use crate::job::Job;
 use crate::waiter::{self, Waitable, Wake};
-
-/// Incremented in a child process after `os.fork()`.
-static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// Cores inherited from the parent through a fork, kept alive forever (see the module docs).
 static ABANDONED: Mutex<Vec<Arc<Core>>> = Mutex::new(Vec::new());
 
 /// Set when the interpreter starts exiting, before it joins its threads.
 static EXITING: AtomicBool = AtomicBool::new(false);
-
-fn fork_generation() -> u64 {
-    FORK_GENERATION.load(Ordering::Acquire)
-}
-
-/// Registered with `os.register_at_fork(after_in_child=...)`.
-#[pyfunction]
-pub(crate) fn _after_fork_in_child() {
-    FORK_GENERATION.fetch_add(1, Ordering::AcqRel);
-}
 
 /// Registered to run when the interpreter starts exiting, before it joins the threads it
 /// waits for (`to_thread` workers among them) and before `atexit` closes the loop threads.
@@ -63,12 +51,20 @@ pub(crate) struct Core {
     pub(crate) event_loop: Py<PyAny>,
     pub(crate) inbox: Inbox<Job>,
     generation: u64,
+    /// The loop thread has shut its loop down: work still unfinished (an awaitable that
+    /// ignored cancellation through the shutdown's grace) will never finish.
+    stopped: AtomicBool,
 }
 
 impl Core {
     /// Whether this core belongs to this process (and not to a parent before a fork).
     pub(crate) fn is_current(&self) -> bool {
-        self.generation == fork_generation()
+        self.generation == fork::generation()
+    }
+
+    /// Whether the loop thread has shut its loop down (see the field).
+    pub(crate) fn has_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
     }
 
     /// Queues `job` without waiting for it, waking the loop (GIL released) if it sleeps;
@@ -105,7 +101,7 @@ impl Life {
     /// Reads state inherited through a fork as what it is in the child.
     fn refresh(&mut self) {
         let stale = match self {
-            Life::Starting { generation, .. } => *generation != fork_generation(),
+            Life::Starting { generation, .. } => *generation != fork::generation(),
             Life::Running(core) | Life::Closing(core) => !core.is_current(),
             _ => false,
         };
@@ -132,8 +128,8 @@ pub(crate) enum CloseStep {
     Wait,
 }
 
-/// The error for work handed to a closed loop thread. A closed default loop thread is
-/// replaced on next use (see `default`), so this is about one the caller made.
+/// The error for work handed to a closed loop thread. A closed default loop thread starts
+/// afresh on next use (see `default`), so this is about one the caller made.
 pub(crate) fn closed_error() -> PyErr {
     PyRuntimeError::new_err(
         "this LoopThread is closed; create a new blockon.LoopThread() (or use the module-level \
@@ -144,6 +140,8 @@ pub(crate) fn closed_error() -> PyErr {
 pub(crate) struct Lifecycle {
     life: Mutex<Life>,
     changed: Condvar,
+    /// Once closed, start afresh on next use (the default loop thread: see `default`).
+    reopens: AtomicBool,
 }
 
 impl Default for Lifecycle {
@@ -151,6 +149,7 @@ impl Default for Lifecycle {
         Self {
             life: Mutex::new(Life::Idle),
             changed: Condvar::new(),
+            reopens: AtomicBool::new(false),
         }
     }
 }
@@ -189,6 +188,17 @@ impl Lifecycle {
         matches!(*life, Life::Closing(_) | Life::Closed)
     }
 
+    /// Makes this loop thread start afresh on next use once closed, until interpreter exit.
+    pub(crate) fn reopen_when_closed(&self) {
+        self.reopens.store(true, Ordering::Release);
+    }
+
+    /// Whether a closed loop thread starts afresh on next use: the default one, until the
+    /// interpreter exits (a thread started after that would never be closed).
+    fn reopens(&self) -> bool {
+        self.reopens.load(Ordering::Acquire) && !interpreter_exiting()
+    }
+
     /// The running core, starting the loop thread with `spawn` if none runs yet.
     pub(crate) fn acquire(
         &self,
@@ -200,6 +210,11 @@ impl Lifecycle {
             life.refresh();
             match &mut *life {
                 Life::Running(core) => return Ok(Arc::clone(core)),
+                Life::Closing(_) if self.reopens() => {
+                    drop(life);
+                    self.wait_while(py, None, |l| matches!(l, Life::Closing(_)))?;
+                }
+                Life::Closed if self.reopens() => *life = Life::Idle,
                 Life::Closing(_) | Life::Closed => return Err(closed_error()),
                 Life::Failed(_) => {
                     let Life::Failed(err) = std::mem::replace(&mut *life, Life::Idle) else {
@@ -213,7 +228,7 @@ impl Lifecycle {
                 }
                 Life::Idle => {
                     *life = Life::Starting {
-                        generation: fork_generation(),
+                        generation: fork::generation(),
                         core: None,
                     };
                     drop(life);
@@ -244,6 +259,7 @@ impl Lifecycle {
             event_loop,
             inbox,
             generation: *generation,
+            stopped: AtomicBool::new(false),
         });
         *core = Some(Arc::clone(&fresh));
         Ok(fresh)
@@ -269,6 +285,9 @@ impl Lifecycle {
     /// The loop thread has shut its loop down and is about to end.
     pub(crate) fn stopped(&self) {
         let mut life = lock(&self.life);
+        if let Life::Running(core) | Life::Closing(core) = &*life {
+            core.stopped.store(true, Ordering::Release);
+        }
         *life = match &*life {
             Life::Closing(_) | Life::Closed => Life::Closed,
             // The loop stopped without being asked (something called loop.stop()): the next

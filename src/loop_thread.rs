@@ -60,11 +60,14 @@ fn seconds(value: &Bound<'_, PyAny>, what: &str) -> PyResult<f64> {
 }
 
 impl LoopThreadBase {
-    /// Runs every queued job on the loop thread.
-    fn drain(&self, py: Python<'_>) {
+    /// Runs every queued job on the loop thread. Errors are reported as unraisable, except a
+    /// `SystemExit` or `KeyboardInterrupt` that must end a forked child (see
+    /// `Driver::callerless_exit`), returned once every job has run.
+    fn drain(&self, py: Python<'_>) -> PyResult<()> {
         let Some(core) = self.life.attached() else {
-            return;
+            return Ok(());
         };
+        let mut ending = None;
         let event_loop = core.event_loop.bind(py);
         for job in core.inbox.take() {
             let done = match job {
@@ -81,6 +84,10 @@ impl LoopThreadBase {
                         link.as_ref().map(|l| l.bind(py)),
                     )
                     .or_else(|err| {
+                        if driver.get().callerless_exit(py, &err) {
+                            ending = Some(err);
+                            return Ok(());
+                        }
                         let outcome = Outcome::Raised(err.into_value(py).into_any());
                         driver.get().abandon(py, outcome)
                     })
@@ -96,6 +103,7 @@ impl LoopThreadBase {
                 err.write_unraisable(py, Some(event_loop));
             }
         }
+        ending.map_or(Ok(()), Err)
     }
 
     /// The running core, starting the loop thread if needed.
@@ -106,9 +114,9 @@ impl LoopThreadBase {
             .acquire(py, || slf.call_method0(intern!(py, "_spawn")).map(drop))
     }
 
-    /// Whether `close()` has run (or interpreter exit closed it).
-    pub(crate) fn is_closed(&self) -> bool {
-        self.life.is_closed()
+    /// Once closed, start afresh on next use (the default loop thread).
+    pub(crate) fn reopen_when_closed(&self) {
+        self.life.reopen_when_closed();
     }
 
     pub(crate) fn grace(&self) -> f64 {
@@ -292,6 +300,23 @@ impl LoopThreadBase {
         run(slf, run_args::run(args, kwargs, api.name)?, api)
     }
 
+    /// ``run`` as ``gather()`` uses it: messages and the blocked-loop warning name
+    /// ``gather()`` and what it waits for, not ``run`` and blockon's own coroutine.
+    #[pyo3(signature = (aw, /, timeout))]
+    fn _run_gather(
+        slf: &Bound<'_, Self>,
+        aw: Bound<'_, PyAny>,
+        timeout: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let args = RunArgs {
+            aw,
+            timeout,
+            nest: false,
+            target: None,
+        };
+        run(slf, args, Api::GATHER)
+    }
+
     /// Start one awaitable on this loop thread now; return a ``concurrent.futures.Future``.
     ///
     /// ``future.cancel()`` cancels the task.
@@ -398,20 +423,20 @@ impl LoopThreadBase {
     }
 
     /// Loop thread: takes the queued work (the inbox's reader callback).
-    fn _drain(&self, py: Python<'_>) {
-        self.drain(py);
+    fn _drain(&self, py: Python<'_>) -> PyResult<()> {
+        self.drain(py)
     }
 
     /// Loop thread: woken by the reader (loops without a wrappable selector): drains, and
     /// says whether to start pulsing.
-    fn _wake(&self, py: Python<'_>) -> bool {
-        self.drain(py);
+    fn _wake(&self, py: Python<'_>) -> PyResult<bool> {
+        self.drain(py)?;
         let Some(core) = self.life.attached() else {
-            return false;
+            return Ok(false);
         };
         let was_idle = core.inbox.is_idle();
         core.inbox.set_idle(false);
-        was_idle
+        Ok(was_idle)
     }
 
     /// Loop thread, shutting down: refuses new work and cancels what never started.

@@ -8,8 +8,10 @@
 //! cancel it, and re-raises the outcome from native code so tracebacks show the awaitable's
 //! frames and no blockon frame.
 
+use std::cell::Cell;
 use std::sync::Arc;
 
+use pyo3::exceptions::PyRecursionError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyCFunction;
@@ -23,7 +25,7 @@ use crate::py::cached;
 /// The number of handles in `event_loop`'s ready queue, or the RuntimeError that explains
 /// why the loop cannot be re-entered: uvloop has no ready queue to drive, and an asyncio
 /// without `_enter_task`/`_leave_task` (none from 3.11 to 3.15) could not switch tasks.
-pub(crate) fn ready_len(event_loop: &Bound<'_, PyAny>) -> PyResult<usize> {
+fn ready_len(event_loop: &Bound<'_, PyAny>) -> PyResult<usize> {
     let py = event_loop.py();
     let c = cached(py)?;
     let ready = event_loop.getattr_opt(intern!(py, "_ready"))?;
@@ -39,6 +41,51 @@ pub(crate) fn ready_len(event_loop: &Bound<'_, PyAny>) -> PyResult<usize> {
             ))
         }
     }
+}
+
+thread_local! {
+    /// How many re-entrant runs are in progress in this thread, one inside the other.
+    static DEPTH: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Python frames one level of re-entrant running takes at most (the loop step, the task
+/// step, the user's coroutine and its sync code), so that the nesting limit keeps Python's
+/// own recursion limit out of reach: hit inside a loop step, that limit loses the step's
+/// handle (its task never runs again), or leaves a task half made.
+const FRAMES_PER_LEVEL: usize = 12;
+
+/// One re-entrant run in progress in this thread: made by [`enter`], it counts towards the
+/// nesting limit until dropped.
+pub(crate) struct Nested {
+    /// The number of handles in the loop's ready queue when the run began.
+    pub(crate) queued: usize,
+}
+
+impl Drop for Nested {
+    fn drop(&mut self) {
+        DEPTH.with(|depth| depth.set(depth.get().saturating_sub(1)));
+    }
+}
+
+/// Begins a re-entrant run on `event_loop` (running in this thread): the RuntimeError that
+/// explains why the loop cannot be re-entered, or a RecursionError when runs are nested too
+/// deeply (the usual cause: a coroutine that calls `run()` on its own loop recursively).
+pub(crate) fn enter(event_loop: &Bound<'_, PyAny>) -> PyResult<Nested> {
+    let py = event_loop.py();
+    let queued = ready_len(event_loop)?;
+    let depth = DEPTH.with(Cell::get);
+    let limit: usize = py
+        .import("sys")?
+        .call_method0("getrecursionlimit")?
+        .extract()?;
+    if depth >= (limit / FRAMES_PER_LEVEL).max(8) {
+        return Err(PyRecursionError::new_err(format!(
+            "blockon: {depth} re-entrant run() calls are nested on one loop; a coroutine \
+             that calls run() on its own loop, recursively, is the usual cause"
+        )));
+    }
+    DEPTH.with(|cell| cell.set(depth + 1));
+    Ok(Nested { queued })
 }
 
 /// Drives `event_loop` (running in this thread) until `done()`, the work having been started
@@ -106,8 +153,8 @@ pub(crate) fn run_nested(
     grace: f64,
 ) -> PyResult<Py<PyAny>> {
     let py = event_loop.py();
-    let queued = match ready_len(event_loop) {
-        Ok(queued) => queued,
+    let nested = match enter(event_loop) {
+        Ok(nested) => nested,
         Err(err) => {
             crate::awaitable::discard(&coro);
             return Err(err);
@@ -122,7 +169,7 @@ pub(crate) fn run_nested(
     }
     let to_cancel = Arc::clone(&call);
     let cancel = move |py: Python<'_>| to_cancel.cancel_task(py);
-    let result = drive_nested(event_loop, &call, queued, cancel, timeout, grace);
+    let result = drive_nested(event_loop, &call, nested.queued, cancel, timeout, grace);
     if result.is_err() && !call.outcome.is_complete() {
         // Ctrl-C past the grace: close the awaitable.
         let _ = driver.get().abandon(py, Outcome::Cancelled);

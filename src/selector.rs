@@ -16,6 +16,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyList;
@@ -95,9 +96,20 @@ impl HotSelector {
     /// re-entrantly (sync code calling `run()`), which would need that same handle again
     /// while its context is still entered. The reader stays registered so an idle loop is
     /// still woken by the wake-up byte; its events are filtered out of what `select` returns.
-    fn drain(&self, py: Python<'_>) {
-        if let Err(err) = self.drain.call0(py) {
-            err.write_unraisable(py, Some(self.drain.bind(py)));
+    fn drain(&self, py: Python<'_>) -> PyResult<()> {
+        match self.drain.call0(py) {
+            // A forked child ending (see `LoopThreadBase::drain`): out of the loop it goes.
+            Err(err)
+                if err.is_instance_of::<PySystemExit>(py)
+                    || err.is_instance_of::<PyKeyboardInterrupt>(py) =>
+            {
+                Err(err)
+            }
+            Err(err) => {
+                err.write_unraisable(py, Some(self.drain.bind(py)));
+                Ok(())
+            }
+            Ok(_) => Ok(()),
         }
     }
 
@@ -137,7 +149,7 @@ impl HotSelector {
         inbox.set_detached(false);
         let (events, woken) = self.without_inbox(&events?)?;
         if woken || inbox.has_jobs() {
-            self.drain(py);
+            self.drain(py)?;
         }
         Ok(events.into_any())
     }
@@ -153,7 +165,7 @@ impl HotSelector {
             let end =
                 Instant::now() + timeout.map_or(SPIN, |t| SPIN.min(Duration::from_secs_f64(t)));
             if spin_for_jobs(py, inbox, end) {
-                self.drain(py);
+                self.drain(py)?;
                 return Ok(PyList::empty(py).into_any());
             }
         }
@@ -161,7 +173,7 @@ impl HotSelector {
             return self.select_real(py, timeout);
         }
         if !idle_unless_jobs(inbox) {
-            self.drain(py);
+            self.drain(py)?;
             return Ok(PyList::empty(py).into_any());
         }
         let events = self.select_real(py, timeout);

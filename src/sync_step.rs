@@ -12,7 +12,7 @@ use crate::blocking::{self, Api, Limit};
 use crate::completion::Call;
 use crate::loop_thread::LoopThreadBase;
 use crate::py::{cached, name_of};
-use crate::reentry::{drive_nested, ready_len};
+use crate::reentry::{self, drive_nested};
 use crate::session::{Session, SessionJob, Step};
 use crate::session_op::Op;
 
@@ -50,11 +50,18 @@ pub(crate) fn step(
     let this = loop_thread.get();
     if core.event_loop.bind(py).is(&running) {
         // Sync code on this session's own loop: drive the loop until the step is done.
-        let queued = ready_len(&running)?;
+        let nested = reentry::enter(&running)?;
         core.post(py, job);
         let (target, to_cancel) = (session.clone_ref(py), Arc::clone(&call));
         let cancel = move |py: Python<'_>| target.get().cancel_step(py, &to_cancel);
-        return drive_nested(&running, &call, queued, cancel, timeout, this.grace());
+        return drive_nested(
+            &running,
+            &call,
+            nested.queued,
+            cancel,
+            timeout,
+            this.grace(),
+        );
     }
     let blocked = (!running.is_none()).then_some(running);
     let cancel =

@@ -1,7 +1,7 @@
 """What blockon says when a call goes wrong, and that a refused call leaves nothing behind.
 
 The timeout rule (one for every ``timeout=``), ``run``'s and ``submit``'s argument errors
-(the coroutine is closed), a closed loop thread, the default loop thread replaced after
+(the coroutine is closed), a closed loop thread, the default loop thread starting afresh after
 ``close()``, the blocked-loop warning naming the call, and the notice printed while Ctrl-C
 waits for a cleanup.
 """
@@ -18,6 +18,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import traceback
 
 import blockon
 import pytest
@@ -213,6 +214,81 @@ def test_signatures_stay_precise(lt):
 # --- closed loop threads -------------------------------------------------------------------
 
 
+# --- the wrong kind of argument -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("container", [list, tuple])
+def test_run_of_several_awaitables_points_to_gather(lt, container):
+    first, second = Unrun(), Unrun()
+    with pytest.raises(TypeError) as caught:
+        lt.run(container([first.coro, second.coro]))
+    name = container.__name__
+    assert str(caught.value) == (
+        f"blockon.run() runs one awaitable, got a {name} of 2: to run several at once, "
+        "use blockon.gather(*aws)"
+    )
+    first.assert_closed_unrun()
+    second.assert_closed_unrun()
+
+
+def test_gather_of_a_list_says_to_spread_it(lt):
+    first, second, third = Unrun(), Unrun(), Unrun()
+    with pytest.raises(TypeError) as caught:
+        lt.gather(third.coro, [first.coro, second.coro])
+    assert str(caught.value) == (
+        "blockon.gather() takes the awaitables as separate arguments, got a list as "
+        "argument 2: spread it, gather(*aws)"
+    )
+    for unrun in (first, second, third):
+        unrun.assert_closed_unrun()
+
+
+def test_wrap_iter_of_a_coroutine_says_to_await_it_first(lt):
+    unrun = Unrun()
+    with pytest.raises(TypeError) as caught:
+        lt.wrap_iter(unrun.coro)
+    message = str(caught.value)
+    assert message.startswith("blockon.wrap_iter() needs an async iterable"), message
+    assert "got 'coroutine'" in message and "is awaited, not iterated: await it first" in message
+    unrun.assert_closed_unrun()
+
+
+def test_sync_of_a_coroutine_says_to_pass_the_function(lt):
+    unrun = Unrun()
+    with pytest.raises(TypeError) as caught:
+        lt.sync(unrun.coro)
+    message = str(caught.value)
+    assert message.startswith(
+        "blockon.sync() makes sync twins of async functions, generators, classes, instances "
+        "and modules, but got the coroutine "
+    ), message
+    assert "pass the function itself, blockon.sync(f)" in message
+    unrun.assert_closed_unrun()
+
+
+def test_sync_of_a_future_says_to_run_it(lt):
+    future = lt.loop.create_future()
+    expected = r"got a lone awaitable of type '_?\w*Future'.*blockon\.run"
+    with pytest.raises(TypeError, match=expected):
+        lt.sync(future)
+
+
+@pytest.mark.parametrize("which", ["gather", "map"])
+def test_tracebacks_of_gather_and_map_show_one_blockon_line(lt, which):
+    async def failing(_=None):
+        raise ValueError("from the awaitable")
+
+    with pytest.raises(ValueError) as caught:
+        if which == "gather":
+            lt.gather(failing())
+        else:
+            list(lt.map(failing, [1]))
+    frames = traceback.extract_tb(caught.value.__traceback__)
+    ours = [frame.name for frame in frames if "/blockon/" in frame.filename.replace("\\", "/")]
+    assert ours == (["gather"] if which == "gather" else ["results"]), frames
+    assert frames[-1].name == "failing"
+
+
 def test_closed_loop_thread_says_what_to_do_instead():
     lt = blockon.LoopThread(debug_loop)
     lt.run(answer())
@@ -227,29 +303,33 @@ def test_closed_loop_thread_says_what_to_do_instead():
     )
 
 
-def test_closed_default_loop_thread_is_replaced_on_next_use():
+def test_closed_default_loop_thread_starts_afresh_on_next_use():
     # In a fresh interpreter: the test process's own default loop thread stays as it is.
     script = """
     import asyncio, blockon
 
-    first = blockon.default_loop_thread()
+    async def double(x):
+        return 2 * x
+
+    default = blockon.default_loop_thread()
+    twin = blockon.sync(double)
     assert blockon.run(asyncio.sleep(0, 1)) == 1
-    first.close()
-    assert first.closed
+    first_loop = default.loop
+    default.close()
+    assert default.closed
     assert blockon.run(asyncio.sleep(0, 2)) == 2
-    second = blockon.default_loop_thread()
-    assert second is not first and not second.closed
+    assert blockon.default_loop_thread() is default and not default.closed
+    assert default.loop is not first_loop and first_loop.is_closed()
+    default.close()
     assert blockon.submit(asyncio.sleep(0, 3)).result(timeout=30) == 3
-    assert blockon.default_loop_thread() is second
-    try:
-        first.run(asyncio.sleep(0))
-    except RuntimeError as exc:
-        assert "this LoopThread is closed" in str(exc), exc
-    else:
-        raise AssertionError("the closed one stays closed")
-    second.close()
-    assert blockon.run(asyncio.sleep(0, 4)) == 4
-    assert blockon.default_loop_thread() not in (first, second)
+    default.close()
+    assert blockon.gather(double(1), double(2)) == [2, 4]  # the default's bound methods
+    default.close()
+    assert list(blockon.map(double, [3])) == [6]
+    default.close()
+    assert twin(4) == 8  # twins bound to it
+    default.close()
+    assert default.run(asyncio.sleep(0, 5)) == 5  # a reference kept to it
     print("ok", flush=True)
     """
     proc, _ = run_script(script, "-X", "dev")
@@ -282,6 +362,23 @@ async def test_blocked_warning_names_the_call_and_the_awaitable(which, lt):
     assert "while it waits for 'test_blocked_warning_names_the_call_and_the_awaitable." in text
     assert "held_until_warned' on blockon's loop thread" in text
     assert "nest=True" in text
+
+
+@pytest.mark.asyncio
+async def test_blocked_warning_names_gather(lt):
+    lt.blocked_warning = 0.05
+    with recording_warnings() as recorder:
+
+        async def held_until_warned():
+            await asyncio.to_thread(recorder.emitted.wait, 30)
+            return 1
+
+        assert lt.gather(held_until_warned(), answer(2)) == [1, 2]
+    assert len(recorder.seen) == 1, recorder.seen
+    text = str(recorder.seen[0][0])
+    assert text.startswith("gather() has blocked the running event loop "), text
+    assert "while it waits for the awaitables on blockon's loop thread" in text
+    assert "asyncio.gather" in text
 
 
 @pytest.mark.asyncio
@@ -406,6 +503,57 @@ def test_a_second_ctrl_c_stops_waiting_for_the_cleanup():
     assert lines[:2] == ["swallowed", "KeyboardInterrupt"], (lines, err)
     assert proc.returncode == -signal.SIGINT, err
     assert elapsed < 4, elapsed  # neither the 60 s grace nor a second wait at exit
+
+
+NESTED_STUBBORN_SCRIPT = """
+import asyncio
+import blockon
+
+def started():
+    print("started", flush=True)
+
+async def stubborn():
+    # Said once this coroutine waits, from the loop step that follows: Ctrl-C, delivered to
+    # this (main) thread, then lands in blockon's stepping of the loop, not in this code.
+    asyncio.get_running_loop().call_soon(started)
+    while True:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            print("swallowed", flush=True)
+
+async def main():
+    blockon.default_loop_thread().cancel_grace = 0.5
+    blockon.run(stubborn(), nest=True)
+
+loop = asyncio.new_event_loop()  # no asyncio.run: its Ctrl-C handler would cancel main
+try:
+    loop.run_until_complete(main())
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+"""
+
+
+def test_ctrl_c_announces_a_slow_cleanup_of_nested_work():
+    proc = subprocess.Popen(
+        [sys.executable, "-c", NESTED_STUBBORN_SCRIPT],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "started\n"
+        proc.send_signal(signal.SIGINT)
+        lines, err = finish(proc)
+    finally:
+        proc.kill()
+    assert lines[:2] == ["swallowed", "KeyboardInterrupt"], (lines, err)
+    assert err.splitlines()[0] == (
+        "blockon: waiting up to 0.5 s for the awaitable to clean up after Ctrl-C; "
+        "press Ctrl-C again to stop waiting"
+    ), err
 
 
 def test_a_quick_cleanup_prints_nothing():

@@ -793,6 +793,26 @@ def test_a_class_without_async_methods_passes_through(target):
     assert target.api.sync(Plain) is Plain
 
 
+def test_sync_wrappers_of_async_functions_count_as_async_methods(target):
+    # As asyncpg's pool connections are made on 3.11: each method a sync function, wrapped
+    # with functools.wraps around the connection's async one, returning its coroutine.
+    async def fetch(self: Any, q: str) -> str:
+        await asyncio.sleep(0)
+        return q.upper()
+
+    @functools.wraps(fetch)
+    def forward(self: Any, q: str) -> Any:
+        return fetch(self, q)
+
+    class Proxy:
+        pass
+
+    Proxy.fetch = forward  # type: ignore[attr-defined]
+    proxy = target.api.sync(Proxy())
+    assert isinstance(proxy, target.api.sync(Proxy))
+    assert proxy.fetch("q") == "Q"
+
+
 def test_twin_class_inheritance_is_mirrored(target):
     sync = target.api.sync
 

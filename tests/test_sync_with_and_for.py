@@ -13,8 +13,12 @@ asyncpg's ``create_pool()``); its ``__aenter__`` has side effects of its own (re
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import contextlib
+import signal
+import sys
+import threading
 import types
 from collections.abc import AsyncIterator, Generator
 from typing import Any
@@ -22,7 +26,7 @@ from typing import Any
 import pytest
 from blockon import _sync
 
-from tests.support import Boom, run_in_threads, run_script
+from tests.support import HANG, Boom, run_in_threads, run_script, send_sigint_after_started
 
 # --- the fakes ------------------------------------------------------------------------------
 
@@ -86,6 +90,11 @@ class CountsUsers:
 
     async def ping(self) -> str:
         return "PONG"
+
+    @classmethod
+    def from_url(cls, log: list[str]) -> CountsUsers:
+        """A factory classmethod, as redis' ``Redis.from_url``."""
+        return cls(log)
 
 
 class Conn:
@@ -298,6 +307,13 @@ def test_with_goes_through_aenter_and_aexit(db, log):
         assert client.ping() == "PONG"
     assert client.__wrapped__.closed
     assert log == ["initialize", "close"]
+
+
+def test_with_on_what_a_factory_classmethod_returns(db, log):
+    with db.Client.from_url(log) as client:
+        assert client.__wrapped__.users == 1
+    assert client.__wrapped__.closed
+    assert log == ["initialize", "close"]  # entered, not awaited first
 
 
 def test_nested_users_close_it_once_at_the_last_exit(db, log):
@@ -534,3 +550,91 @@ def test_without_source_positions_it_awaits_at_once():
     )
     assert (proc.returncode, proc.stderr) == (0, "")
     assert proc.stdout.split() == ["2", "1", "0"]
+
+
+# --- Ctrl-C ----------------------------------------------------------------------------------
+
+CTRL_C_SCRIPT = """
+import asyncio
+import threading
+
+import blockon
+
+
+class Acquire:
+    def __init__(self, pool):
+        self.pool = pool
+
+    def __await__(self):
+        return self.pool.take().__await__()
+
+    async def __aenter__(self):
+        return await self.pool.take()
+
+    async def __aexit__(self, *exc_info):
+        await asyncio.sleep(0)  # a release that needs the loop
+        self.pool.in_use -= 1
+        print("released", exc_info[0].__name__, flush=True)
+
+
+class Pool:
+    in_use = 0
+
+    def acquire(self):
+        return Acquire(self)
+
+    async def take(self):
+        self.in_use += 1
+        return "conn"
+
+
+pool = blockon.sync(Pool())
+try:
+    with pool.acquire() as conn:
+        print("started", flush=True)
+        threading.Event().wait()  # sync work in the body, interrupted by Ctrl-C
+finally:
+    print("in use", pool.in_use, flush=True)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_in_the_body_releases_what_with_acquired():
+    done = send_sigint_after_started(CTRL_C_SCRIPT, exit_within=10)
+    assert done.texts == ["released KeyboardInterrupt", "in use 0"], done.stderr
+    assert done.returncode == -signal.SIGINT, done.stderr
+
+
+class Signal:
+    """Awaiting it sets an event; it is an async context manager too."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._set().__await__()
+
+    async def _set(self) -> None:
+        self.event.set()
+
+    async def __aenter__(self) -> None:
+        await self._set()
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        pass
+
+
+class Signals:
+    def signal(self, event: threading.Event) -> Signal:
+        return Signal(event)
+
+    async def ping(self) -> str:  # an async method: its instances get twins
+        return "pong"
+
+
+def test_called_with_no_python_frame_above_it_awaits(target):
+    # A thread started from C code runs the twin with no Python frame above it.
+    signals = target.api.sync(Signals())
+    event = threading.Event()
+    _thread.start_new_thread(signals.signal, (event,))
+    assert event.wait(HANG)

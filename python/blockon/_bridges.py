@@ -1,6 +1,6 @@
 """``wrap_context``, ``enter_context`` and ``wrap_iter``: async context managers and async
-iterables used from sync code. The bridges themselves are native (``_blockon.IterBridge``,
-``_blockon.ContextBridge``); this module checks what users pass in and says what to do
+iterables used from sync code. The bridges themselves are native (``IterBridge``,
+``ContextBridge``); this module checks what users pass in and says what to do
 instead when it is wrong. ``LoopThread`` holds the public signatures and docstrings.
 """
 
@@ -10,8 +10,8 @@ import inspect
 from collections.abc import AsyncIterable, Awaitable, Iterator
 from contextlib import AbstractAsyncContextManager
 
-from . import _blockon
 from ._arguments import close_coroutines, name_of, type_name
+from ._blockon import ContextBridge, IterBridge, LoopThreadBase
 
 # typing is for the type checker only: CPython 3.14's asyncio no longer imports it, and at
 # run time it would add about 3 ms to `import blockon` (docs/how-it-works.md).
@@ -32,9 +32,7 @@ if TYPE_CHECKING:
 MAX_PREFETCH = 2**31 - 1
 
 
-def wrap_iter(
-    loop_thread: _blockon.LoopThreadBase, ait: AsyncIterable[T], prefetch: int = 0
-) -> Iterator[T]:
+def wrap_iter(loop_thread: LoopThreadBase, ait: AsyncIterable[T], prefetch: int = 0) -> Iterator[T]:
     """The ``IterBridge`` over ``ait``, after checking the arguments."""
     kind = type(ait)
     if not hasattr(kind, "__aiter__"):
@@ -64,13 +62,11 @@ def wrap_iter(
             f"prefetch must be 0 (lockstep) or a positive bound up to {MAX_PREFETCH}, "
             f"got {prefetch}"
         )
-    iterator: Iterator[T] = _blockon.IterBridge(loop_thread, ait, prefetch)
+    iterator: Iterator[T] = IterBridge(loop_thread, ait, prefetch)
     return iterator
 
 
-def wrap_context(
-    loop_thread: _blockon.LoopThreadBase, acm: AsyncContextSource[T]
-) -> _blockon.ContextBridge[T]:
+def wrap_context(loop_thread: LoopThreadBase, acm: AsyncContextSource[T]) -> ContextBridge[T]:
     """The ``ContextBridge`` over ``acm``, after checking it."""
     kind = type(acm)
     if not (hasattr(kind, "__aenter__") or hasattr(kind, "__await__") or inspect.isawaitable(acm)):
@@ -83,12 +79,10 @@ def wrap_context(
             "blockon.wrap_context() needs an async context manager (an object with "
             f"__aenter__ and __aexit__) or an awaitable returning one, got {type_name(acm)}{hint}"
         )
-    return _blockon.ContextBridge(loop_thread, acm)
+    return ContextBridge(loop_thread, acm)
 
 
-def enter(
-    loop_thread: _blockon.LoopThreadBase, acm: AsyncContextSource[T]
-) -> tuple[_blockon.ContextBridge[T], T]:
+def enter(loop_thread: LoopThreadBase, acm: AsyncContextSource[T]) -> tuple[ContextBridge[T], T]:
     """Enter ``acm`` now: its bridge (to exit it later) and what ``__aenter__`` returned."""
     bridge = wrap_context(loop_thread, acm)
     return bridge, bridge.__enter__()

@@ -15,8 +15,8 @@ import inspect
 import threading
 from collections.abc import Awaitable
 
-from . import _blockon
 from ._arguments import awaitables, check_limit, close_coroutines
+from ._blockon import _timeout_arg
 from ._children import Failed, cancel_and_drain, caught
 
 # typing is for the type checker only: CPython 3.14's asyncio no longer imports it, and at
@@ -39,7 +39,7 @@ class Batch:
         try:
             checked = check_limit(limit)
             #: ``timeout=`` in seconds, checked by the rule every blocking call follows.
-            self.timeout = _blockon._timeout_arg(timeout, "blockon.gather()")
+            self.timeout = _timeout_arg(timeout, "blockon.gather()")
         except (TypeError, ValueError):
             close_coroutines(aws)
             raise

@@ -2,7 +2,7 @@
 
 Each public operation is defined here once, with its signature, overloads and docstring; the
 module-level functions of ``blockon`` are the default loop thread's methods. ``run`` and
-``submit`` are the engine's own (``_blockon.LoopThreadBase``); the other operations check
+``submit`` are the engine's own (``LoopThreadBase``); the other operations check
 their arguments and hand the work to the modules named for them.
 """
 
@@ -14,8 +14,9 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Generator, Itera
 from contextlib import AbstractContextManager as ContextManager
 from types import TracebackType
 
-from . import _blockon, _bridges, _call, _gather, _map, _running, _sync
+from . import _bridges, _call, _gather, _map, _running, _sync
 from ._arguments import check_callable, type_name
+from ._blockon import _default_loop_thread, _timeout_arg
 from ._children import Failed
 from ._running import LoopRunner, register
 
@@ -110,7 +111,10 @@ class LoopThread(LoopRunner):
           to ``asend``/``athrow``/``aclose``, lockstep, in one task on the loop);
         - class with async methods (or an async context manager or async iterable class)
           -> twin class; instance of one -> its twin; module -> module twin: attributes
-          twinned by the same rules, call results awaited, bridged or twinned;
+          twinned by the same rules, call results awaited, bridged or twinned; a call
+          result that is awaitable and also an async context manager or async iterable is
+          used as the async syntax would: ``with`` on it is ``async with`` and iteration is
+          ``async for`` (no await first), any other use awaits it at the call;
         - an async generator object -> a generator over it, lockstep;
         - sync callables, twins and plain data -> returned unchanged.
 
@@ -251,7 +255,7 @@ class LoopThread(LoopRunner):
         """
         batch = _gather.Batch(aws, limit, return_exceptions, timeout)
         try:
-            out = self.run(batch.run(), timeout=batch.timeout)
+            out = self._run_gather(batch.run(), batch.timeout)
         except BaseException:
             batch.abandon()
             raise
@@ -412,7 +416,7 @@ class LoopThread(LoopRunner):
         naming the manager. Raised when ``timeout`` is not a number of seconds or ``None``:
         ``TypeError``; when it is NaN: ``ValueError``.
         """
-        timeout = _blockon._timeout_arg(timeout, "LoopThread.close()")
+        timeout = _timeout_arg(timeout, "LoopThread.close()")
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             if self._entered and not self._in_loop_thread() and not self.closed:
@@ -465,7 +469,7 @@ def default_loop_thread() -> LoopThread:
     child after ``os.fork()``.
     """
     # The factory registered below makes LoopThreads (typing.cast would import typing).
-    loop_thread: LoopThread = _blockon._default_loop_thread()  # type: ignore[assignment]
+    loop_thread: LoopThread = _default_loop_thread()  # type: ignore[assignment]
     return loop_thread
 
 

@@ -15,8 +15,8 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator
 
-from . import _blockon
 from ._arguments import check_limit, close_coroutines, name_of, type_name
+from ._blockon import IterBridge, LoopThreadBase, _timeout_arg
 from ._children import Failed, cancel_and_drain, caught
 
 # typing is for the type checker only: CPython 3.14's asyncio no longer imports it, and at
@@ -179,7 +179,7 @@ async def _map_async(
 
 
 def start(
-    loop_thread: _blockon.LoopThreadBase,
+    loop_thread: LoopThreadBase,
     fn: Callable[..., Awaitable[Any]],
     iterables: tuple[Iterable[Any], ...],
     limit: int | None,
@@ -209,16 +209,14 @@ def start(
             raise TypeError(
                 f"blockon.map() needs iterables, got {type_name(it)} as iterable {position}{hint}"
             )
-    seconds = _blockon._timeout_arg(timeout, "blockon.map()")
+    seconds = _timeout_arg(timeout, "blockon.map()")
     bound = check_limit(limit) or DEFAULT_MAP_LIMIT
     deadline = None if seconds is None else called + seconds
     agen = _map_async(fn, zip(*iterables, strict=False), bound, ordered, deadline, timeout)
-    return results(loop_thread, _blockon.IterBridge(loop_thread, agen, 0))
+    return results(loop_thread, IterBridge(loop_thread, agen, 0))
 
 
-def results(
-    loop_thread: _blockon.LoopThreadBase, bridge: Iterator[Any]
-) -> Generator[Any, None, None]:
+def results(loop_thread: LoopThreadBase, bridge: Iterator[Any]) -> Generator[Any, None, None]:
     """The native ``wrap_iter`` bridge, closed explicitly when iteration ends for any reason.
 
     The native bridge closes itself when dropped, but a bridge dropped while an exception is

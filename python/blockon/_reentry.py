@@ -14,7 +14,6 @@ import asyncio
 import collections
 import contextlib
 import sys
-import threading
 from asyncio import tasks as _tasks
 from collections.abc import Callable
 
@@ -36,18 +35,9 @@ def _noop() -> None:
     pass
 
 
-class _Nesting(threading.local):
-    """How many ``drive_until`` calls are running in this thread, one inside the other."""
-
-    depth = 0
-
-
-_nesting = _Nesting()
-
-#: Python frames one level of re-entrant running takes, at most (the driver's loop step,
-#: the task step, the user's coroutine and sync code, and blockon's entry), so that the
-#: nesting limit leaves Python's own recursion limit out of reach.
-_FRAMES_PER_LEVEL = 12
+#: Seconds a cleanup after Ctrl-C may take before the wait for it is announced: most take
+#: far less, and then nothing is printed.
+_QUIET_CLEANUP = 0.1
 
 
 def _reentry_points(loop: asyncio.AbstractEventLoop) -> tuple[Callable[[], None], Any]:
@@ -105,14 +95,6 @@ def drive_until(
     """
     run_once, ready = _reentry_points(loop)
     assert _enter_task is not None and _leave_task is not None
-    if _nesting.depth >= max(8, sys.getrecursionlimit() // _FRAMES_PER_LEVEL):
-        # Stop before Python's own limit strikes inside a loop step, which would lose the
-        # step's handle (its task never runs again) and fail again at each level's cleanup.
-        cancel()
-        raise RecursionError(
-            f"blockon: {_nesting.depth} re-entrant run() calls are nested on {loop!r}; "
-            "a coroutine that calls run() on its own loop, recursively, is the usual cause"
-        )
     outer = asyncio.current_task(loop)
     fired = False
 
@@ -126,7 +108,6 @@ def drive_until(
     outer_cancelled = False
     if outer is not None:
         _leave_task(loop, outer)
-    _nesting.depth += 1
     try:
         while not done():
             run_once()
@@ -137,12 +118,11 @@ def drive_until(
         # Too deep to step the loop here: the cancelled work finishes in an outer step.
         cancel()
         raise
-    except BaseException:
+    except BaseException as exc:
         cancel()
-        _finish_within(loop, run_once, done, grace)
+        _finish_within(loop, run_once, done, grace, isinstance(exc, KeyboardInterrupt))
         raise
     finally:
-        _nesting.depth -= 1
         if timer is not None:
             timer.cancel()
         _pad_ready(loop, ready, queued)
@@ -158,17 +138,32 @@ def _finish_within(
     run_once: Callable[[], None],
     done: Callable[[], bool],
     grace: float,
+    ctrl_c: bool,
 ) -> None:
-    """Step the loop until ``done()`` or ``grace`` seconds pass."""
+    """Step the loop until ``done()`` or ``grace`` seconds pass. After Ctrl-C (``ctrl_c``),
+    a cleanup still running after a moment is announced on stderr, as the engine does for
+    the calls it waits for; a second Ctrl-C stops the wait."""
     deadline = loop.time() + grace
-    alarm = loop.call_at(deadline, _noop)  # so a step never sleeps past the deadline
+    announce_at = loop.time() + _QUIET_CLEANUP if ctrl_c else None
+    alarms = [loop.call_at(deadline, _noop)]  # so a step never sleeps past the deadline
+    if announce_at is not None:
+        alarms.append(loop.call_at(announce_at, _noop))
     try:
         while not done() and loop.time() < deadline:
+            if announce_at is not None and loop.time() >= announce_at:
+                announce_at = None
+                print(
+                    f"blockon: waiting up to {grace} s for the awaitable to clean up after "
+                    "Ctrl-C; press Ctrl-C again to stop waiting",
+                    file=sys.stderr,
+                    flush=True,
+                )
             # Keep stepping: the task reports its own errors.
             with contextlib.suppress(Exception):
                 run_once()
     finally:
-        alarm.cancel()
+        for alarm in alarms:
+            alarm.cancel()
 
 
 def _pad_ready(loop: asyncio.AbstractEventLoop, ready: Any, queued: int) -> None:

@@ -3,7 +3,7 @@ asyncio calls: making the loop, and shutting it down the way ``asyncio.run`` doe
 leftover tasks, finalize async generators, shut the default executor down, close), each
 step bounded in time so that closing, and interpreter exit, never hang.
 
-The native base class (``_blockon.LoopThreadBase``) holds the engine: the state machine,
+The native base class (``LoopThreadBase``) holds the engine: the state machine,
 the inbox, ``run`` and ``submit``. ``LoopThread`` (the public class) adds the API on top.
 """
 
@@ -11,14 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import os
 import sys
 import threading
 import traceback
 import weakref
 
-from . import _blockon
 from ._arguments import type_name
+from ._blockon import (
+    ContextBridge,
+    LoopThreadBase,
+    _interpreter_exiting,
+    _set_default_factory,
+)
+from ._blockon import (
+    _after_fork_in_child as _engine_after_fork_in_child,
+)
 
 # typing is for the type checker only: CPython 3.14's asyncio no longer imports it, and at
 # run time it would add about 3 ms to `import blockon` (docs/how-it-works.md).
@@ -38,7 +47,7 @@ EXIT_TIMEOUT = 10.0
 _live: weakref.WeakSet[LoopRunner] = weakref.WeakSet()
 
 
-class LoopRunner(_blockon.LoopThreadBase):
+class LoopRunner(LoopThreadBase):
     """The thread body of a loop thread: start the loop, run it, shut it down."""
 
     def __init__(
@@ -47,7 +56,7 @@ class LoopRunner(_blockon.LoopThreadBase):
         self._loop_factory = loop_factory
         self._name = name
         #: What ``enter_context`` entered, oldest first (``LoopThread`` exits them).
-        self._entered: list[_blockon.ContextBridge[Any]] = []
+        self._entered: list[ContextBridge[Any]] = []
         self._entered_lock = threading.Lock()
         _live.add(self)
 
@@ -102,8 +111,13 @@ class LoopRunner(_blockon.LoopThreadBase):
                 self._start_failed(exc)
             return
         self._started()
+        pid = os.getpid()
         try:
             loop.run_forever()
+        except (SystemExit, KeyboardInterrupt) as exc:
+            if os.getpid() != pid:
+                _end_forked_child(exc)
+            raise
         finally:
             self._shut_down(loop, fd)
 
@@ -135,6 +149,29 @@ class LoopRunner(_blockon.LoopThreadBase):
                 loop.close()
             finally:
                 self._stopped()  # whatever happened, callers must learn the thread is gone
+
+
+def _end_forked_child(exc: SystemExit | KeyboardInterrupt) -> None:
+    """End a child forked on the loop thread, where a coroutine raised ``exc``.
+
+    The child's only thread is this one, so nothing else would ever end the process. It
+    exits as ``sys.exit`` would in a main thread (exit handlers run, output flushed, the exit
+    code kept), without shutting down the loop, whose tasks are the parent's.
+    """
+    if isinstance(exc, KeyboardInterrupt):
+        code = 130  # as a shell reports a process ended by Ctrl-C
+    elif exc.code is None or isinstance(exc.code, int):
+        code = exc.code or 0
+    else:
+        print(exc.code, file=sys.stderr)
+        code = 1
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
 
 
 def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
@@ -193,17 +230,17 @@ def _raised_by_blockon(exc: BaseException) -> bool:
 
 def register(factory: Callable[[], Any]) -> None:
     """Make ``factory`` the default loop thread's class; hook interpreter exit and fork."""
-    _blockon._set_default_factory(factory)
+    _set_default_factory(factory)
     atexit.register(_close_all_at_exit)
     # Runs before interpreter exit joins its threads (as concurrent.futures' own hook does):
     # to_thread workers waiting on a loop stop waiting, so that join cannot hang.
     register_early = getattr(threading, "_register_atexit", atexit.register)
-    register_early(_blockon._interpreter_exiting)
+    register_early(_interpreter_exiting)
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _after_fork_in_child() -> None:
-    _blockon._after_fork_in_child()
+    _engine_after_fork_in_child()
     for loop_thread in list(_live):
         loop_thread._forget_entered()

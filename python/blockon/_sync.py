@@ -70,11 +70,24 @@ def _is_async_fn(obj: Any) -> bool:
     return inspect.iscoroutinefunction(obj) or inspect.isasyncgenfunction(obj)
 
 
+def _wraps_an_async_fn(fn: Any) -> bool:
+    """Whether ``fn`` is a sync wrapper (``functools.wraps``) of an async function: it
+    returns what the async function returns, as asyncpg's pool connection methods do on
+    CPython 3.11, where nothing marks them as coroutine functions."""
+    if not isinstance(fn, types.FunctionType) or not hasattr(fn, "__wrapped__"):
+        return False
+    try:
+        return _is_async_fn(inspect.unwrap(fn))
+    except ValueError:  # a cycle of __wrapped__
+        return False
+
+
 def _is_async_type(cls: type) -> bool:
     """Whether instances of ``cls`` are "objects with async methods": the class (or a base)
     defines an ``async def`` (a coroutine or async generator function, ``__call__``
-    included, also as a classmethod or staticmethod), or is an async context manager
-    (``__aenter__``) or async iterable (``__aiter__``). Cached per class."""
+    included, also as a classmethod or staticmethod, or wrapped by a sync function), or is an
+    async context manager (``__aenter__``) or async iterable (``__aiter__``). Cached per
+    class."""
     try:
         return _async_types[cls]
     except KeyError:
@@ -99,7 +112,7 @@ def _scan(cls: type) -> bool:
         for raw in list(names.values()):
             if isinstance(raw, (classmethod, staticmethod)):
                 raw = raw.__func__
-            if _is_async_fn(raw):
+            if _is_async_fn(raw) or _wraps_an_async_fn(raw):
                 return True
     return False
 

@@ -13,7 +13,7 @@ free up. The threads are not daemons, so interpreter exit waits for them (as it 
 cut off, or killed mid-call while the interpreter finalizes. So that this wait cannot hang,
 a worker still waiting on a loop when the interpreter starts exiting stops waiting: its
 awaitable is cancelled and its cleanup awaited, and ``blockon.run`` raises ``RuntimeError``
-in the worker (``_blockon._interpreter_exiting``, registered in ``_running``).
+in the worker (``_interpreter_exiting``, registered in ``_running``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import contextvars
 import threading
 from collections.abc import Callable
 
-from . import _blockon
+from ._blockon import _set_home_loop
 
 # typing is for the type checker only: CPython 3.14's asyncio no longer imports it, and at
 # run time it would add about 3 ms to `import blockon` (docs/how-it-works.md).
@@ -39,11 +39,11 @@ if TYPE_CHECKING:
 def _at_home(
     loop: asyncio.AbstractEventLoop, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
 ) -> R:
-    previous = _blockon._set_home_loop(loop)
+    previous = _set_home_loop(loop)
     try:
         return fn(*args, **kwargs)
     finally:
-        _blockon._set_home_loop(previous)
+        _set_home_loop(previous)
 
 
 def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:

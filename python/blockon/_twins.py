@@ -90,7 +90,10 @@ def _unwrap_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
 def _caller() -> types.FrameType | None:
     """The frame whose call reached the twin that calls this (the twins' own frames, such
     as an object's ``__call__``, do not count)."""
-    frame: types.FrameType | None = sys._getframe(2)
+    try:
+        frame: types.FrameType | None = sys._getframe(2)
+    except ValueError:  # called from C code with no Python frame above (a new thread)
+        return None
     while frame is not None and frame.f_globals is _GLOBALS:
         frame = frame.f_back
     return frame
@@ -160,6 +163,23 @@ def drive(bridge: Any, agen: Any, adopt: Callable[[Any], Any] | None) -> Generat
 # ------------------------------------------------------------------------------ functions
 
 
+class _TwinSignature:
+    """A twin function's ``__signature__``: the wrapped callable's, returning what the twin
+    returns (``_sync_types``, loaded on first use); made once, then kept on the twin."""
+
+    def __get__(self, instance: Any, owner: type | None = None) -> inspect.Signature | None:
+        if instance is None:
+            return None
+        from ._sync_types import twin_signature
+
+        try:
+            signature = twin_signature(instance)
+        except Exception:  # an annotation that cannot be read: the wrapped one, unmapped
+            signature = inspect.signature(instance._fn)
+        instance.__dict__["__signature__"] = signature
+        return signature
+
+
 class TwinFunction:
     """A sync twin of a callable: keeps the wrapped callable's ``__name__``,
     ``__qualname__``, ``__module__``, ``__doc__``, ``__wrapped__`` (so
@@ -179,9 +199,12 @@ class TwinFunction:
         self._run = loop_thread.run
         self._adopt = adopt
         functools.update_wrapper(self, fn)
-        # A twin is sync: never let a copied marker make it look like a coroutine function.
-        for marker in ("_is_coroutine_marker", "_is_coroutine"):
+        # A twin is sync: never let a copied marker make it look like a coroutine function,
+        # nor a copied signature hide the twin's own (below).
+        for marker in ("_is_coroutine_marker", "_is_coroutine", "__signature__"):
             self.__dict__.pop(marker, None)
+
+    __signature__ = _TwinSignature()
 
     @property
     def __code__(self) -> types.CodeType:
@@ -250,10 +273,15 @@ class CallTwin(TwinFunction):
     def _is_me(self, value: Any) -> bool:
         """Whether ``value``, what a caller's callee expression finds, is this twin: itself,
         a method bound to it, the twin class's descriptor that makes those methods, or the
-        wrapped callable (found in a twinned module)."""
+        wrapped callable (found in a twinned module or class: its function, also inside a
+        classmethod or staticmethod)."""
+        if isinstance(value, (classmethod, staticmethod)):
+            value = value.__func__
+        fn = self._fn
         return (
             value is self
-            or value is self._fn
+            or value is fn
+            or value is getattr(fn, "__func__", None)
             or getattr(value, "__func__", None) is self
             or (isinstance(value, _Method) and value.twin is self)
         )
@@ -329,11 +357,18 @@ class TwinMeta(type):
 
     @property
     def __signature__(cls) -> inspect.Signature | None:
-        # The wrapped class's: from 3.13, inspect.signature() of a class whose metaclass
-        # defines __call__ or __getattr__ would otherwise report (*args, **kwargs). On the
-        # metaclass, so twin instances do not inherit it.
-        wrapped = cls.__dict__.get("_blockon_wrapped")
-        if wrapped is None:
+        # The wrapped class's, also for a subclass of a twin class (class Weather(twin)),
+        # unless the subclass defines its own __init__: TwinBase.__new__ would otherwise make
+        # it (*args, **kwargs). On the metaclass, so twin instances do not inherit it.
+        for klass in cls.__mro__:
+            wrapped = klass.__dict__.get("_blockon_wrapped")
+            if wrapped is not None:
+                break
+            init = klass.__dict__.get("__init__")
+            if init is not None and klass is not TwinBase:
+                signature = inspect.signature(init)
+                return signature.replace(parameters=list(signature.parameters.values())[1:])
+        else:
             return None
         try:
             return inspect.signature(wrapped)
@@ -497,12 +532,14 @@ _DATA_DUNDERS = {
 }
 
 
-def _forwarder(name: str, adopt: bool) -> Callable[..., Any]:
+def _forwarder(name: str, adopt: bool, raw: Any) -> Callable[..., Any]:
     def forward(self: TwinBase, *args: Any) -> Any:
         result = getattr(self._blockon_target, name)(*_unwrap_args(args))
         return type(self)._blockon_registry.adopt(result) if adopt else result
 
     forward.__name__ = forward.__qualname__ = name
+    if isinstance(raw, types.FunctionType):
+        forward.__wrapped__ = raw  # type: ignore[attr-defined]  # its signature is raw's
     return forward
 
 
@@ -606,8 +643,8 @@ def _add_dunders(registry: Rules, namespace: dict[str, Any], dunders: dict[str, 
         namespace["__enter__"] = _twin_enter
         namespace["__exit__"] = _twin_exit
     elif "__enter__" in dunders and "__exit__" in dunders:
-        namespace["__enter__"] = _forwarder("__enter__", adopt=True)
-        namespace["__exit__"] = _forwarder("__exit__", adopt=False)
+        namespace["__enter__"] = _forwarder("__enter__", True, dunders["__enter__"])
+        namespace["__exit__"] = _forwarder("__exit__", False, dunders["__exit__"])
     if "__aiter__" in dunders:
         namespace["__iter__"] = _twin_iter
     elif "__iter__" in dunders:
@@ -619,4 +656,4 @@ def _add_dunders(registry: Rules, namespace: dict[str, Any], dunders: dict[str, 
         namespace["__call__"] = _twin_call
     for name, adopt in _DATA_DUNDERS.items():
         if name in dunders and dunders[name] is not None:
-            namespace[name] = _forwarder(name, adopt)
+            namespace[name] = _forwarder(name, adopt, dunders[name])
