@@ -46,18 +46,19 @@ def _stubgen(modules: list[str], output: Path | None, check: bool) -> int:
         return 2
     stale = 0
     for stub in stubs:
+        shown = _shown(stub.path)
         for line in stub.fallbacks:
-            print(f"{stub.path}: {line}")
+            print(f"{shown}: {line}")
         old = stub.path.read_text(encoding="utf-8") if stub.path.exists() else None
         if check:
             if old != stub.text:
                 stale += 1
-                print(f"{stub.path}: out of date (python -m blockon stubgen {stub.module})")
+                print(f"{shown}: out of date (python -m blockon stubgen {stub.module})")
                 diff = difflib.unified_diff(
                     (old or "").splitlines(keepends=True),
                     stub.text.splitlines(keepends=True),
-                    str(stub.path),
-                    f"{stub.path} (generated)",
+                    shown,
+                    f"{shown} (generated)",
                 )
                 sys.stdout.writelines(diff)
             continue
@@ -65,8 +66,16 @@ def _stubgen(modules: list[str], output: Path | None, check: bool) -> int:
             stub.path.parent.mkdir(parents=True, exist_ok=True)
             stub.path.write_text(stub.text, encoding="utf-8")
         fell_back = f", {len(stub.fallbacks)} fell back to Any" if stub.fallbacks else ""
-        print(f"{stub.path}: {'written' if old != stub.text else 'up to date'}{fell_back}")
+        print(f"{shown}: {'written' if old != stub.text else 'up to date'}{fell_back}")
     return 1 if stale else 0
+
+
+def _shown(path: Path) -> str:
+    """A path as the user named the directory: relative to the current one if inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 if __name__ == "__main__":

@@ -330,6 +330,19 @@ class _Forward:
         return registry.adopt_attr(getattr(instance._blockon_target, self.name))
 
 
+class _ClassMethod(classmethod):  # type: ignore[type-arg]
+    """A class method of a twinned class: read through like ``_Forward`` (bound to the
+    wrapped class, so it makes wrapped objects), and a ``classmethod`` to anything that
+    inspects the class, as it is on the wrapped class."""
+
+    def __init__(self, name: str, fn: Callable[..., Any]) -> None:
+        super().__init__(fn)
+        self._blockon_forward = _Forward(name)
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        return self._blockon_forward.__get__(instance, owner)
+
+
 class _Wrapped:
     """``__wrapped__``: the wrapped class on a twin class, the wrapped object on a twin."""
 
@@ -611,6 +624,7 @@ def make_class(registry: Rules, cls: type, bases: tuple[type, ...]) -> type[Twin
         "__doc__": cls.__doc__,
         "_blockon_wrapped": cls,
         "_blockon_registry": registry,
+        "__init__": _init(cls),
     }
     dunders: dict[str, Any] = {}
     for klass in cls.__mro__:
@@ -635,7 +649,23 @@ def _member(registry: Rules, name: str, raw: Any) -> Any:
         return staticmethod(registry.routine(raw.__func__))
     if isinstance(raw, types.FunctionType):
         return _Method(name, raw, registry.routine(raw))
+    if isinstance(raw, classmethod) and callable(raw.__func__):
+        return _ClassMethod(name, raw.__func__)
     return _Forward(name)
+
+
+def _init(cls: type) -> Callable[..., None]:
+    """The twin class's ``__init__``: nothing to do (``TwinBase.__new__`` constructed the
+    wrapped object), with the wrapped class's signature."""
+
+    def __init__(self: TwinBase, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    init = vars(cls).get("__init__") or getattr(cls, "__init__", None)
+    if isinstance(init, types.FunctionType):
+        __init__.__wrapped__ = init  # type: ignore[attr-defined]  # its signature is init's
+    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    return __init__
 
 
 def _add_dunders(registry: Rules, namespace: dict[str, Any], dunders: dict[str, Any]) -> None:

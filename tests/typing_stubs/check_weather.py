@@ -2,7 +2,8 @@
 
 Checked by mypy --strict and by pyright (``tests/test_stubgen.py``), against the stubs that
 ``python -m blockon stubgen`` wrote, and run as a script, so types and behaviour agree.
-Every line marked ``# error`` must be reported by both checkers, and nothing else.
+Every line whose comment starts with "error" must be reported by both checkers, and
+nothing else.
 """
 
 from __future__ import annotations

@@ -2,10 +2,9 @@
 ``python -m blockon stubgen sdk_twins`` and type-check ``check_sdks.py`` against them."""
 
 import aiosqlite
+import blockon
 import httpx
 import redis.asyncio
-
-import blockon
 
 Client = blockon.sync(httpx.AsyncClient)
 sqlite = blockon.sync(aiosqlite)
