@@ -2,7 +2,7 @@
 classes a module defines, the classes of module twins, and the classes of call results that
 are awaited at the call and also entered by ``with`` or iterated by ``for`` (``Entered``).
 
-A twin class is what ``_twins.make_class`` makes of an async class, typed: its methods,
+A twin class is what ``_twin_classes.make_class`` makes of an async class, typed: its methods,
 class methods and static methods twins (whose results follow ``sync()``'s rules, as
 ``_sync_types`` writes them), its other attributes read through and adopted, ``__enter__``
 and ``__iter__`` for ``__aenter__`` and ``__aiter__``, the operators it forwards, and as bases
