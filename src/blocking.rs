@@ -103,14 +103,32 @@ impl Api {
     };
 }
 
+/// Whose bound a blocking call's `timeout` is: that decides what happens when it runs out,
+/// and what the `TimeoutError` says.
+#[derive(Clone, Copy)]
+pub(crate) enum Limit {
+    /// The caller's `timeout=`: the work is cancelled and its cleanup awaited.
+    Timeout,
+    /// `cancel_grace`, given to `step` (`"aclose()"`) of a bridge dropped without closing:
+    /// cancelled and awaited as for a timeout; the message must not cite a `timeout=` the
+    /// user never gave.
+    Grace(&'static str),
+    /// `LoopThread.close()`'s bound on `step` (`"__aexit__()"`): abandoned, not cancelled,
+    /// so a step that ignores cancellation cannot hold the close up; the loop thread's
+    /// shutdown, which comes next, cancels its task.
+    Deadline(&'static str),
+}
+
 /// How a blocking call waits.
 pub(crate) struct Waiting<'py> {
     /// The public call, for messages.
     pub(crate) api: Api,
     /// What runs (the awaitable, or a bridge's async iterator or manager), for messages.
     pub(crate) what: Bound<'py, PyAny>,
-    /// `timeout=` in seconds.
+    /// The bound in seconds, `timeout=` unless `limit` says otherwise.
     pub(crate) timeout: Option<f64>,
+    /// Whose bound `timeout` is.
+    pub(crate) limit: Limit,
     /// How long Ctrl-C waits for the cancelled awaitable's cleanup.
     pub(crate) grace: f64,
     /// Warn once after this many seconds that this running loop is blocked.
@@ -122,6 +140,30 @@ pub(crate) struct Waiting<'py> {
 }
 
 impl Waiting<'_> {
+    /// The `TimeoutError` for a bound that ran out.
+    fn expired(&self) -> PyErr {
+        let (Limit::Grace(step) | Limit::Deadline(step)) = self.limit else {
+            return timed_out(self.timeout);
+        };
+        let what = self
+            .what
+            .repr()
+            .map_or_else(|_| type_name(&self.what), |r| r.to_string());
+        // Two decimals: what is left of a deadline is rarely a round number.
+        let seconds = (self.timeout.unwrap_or_default() * 100.0).round() / 100.0;
+        PyTimeoutError::new_err(if let Limit::Grace(_) = self.limit {
+            format!(
+                "{step} of {what} did not finish within the close grace of {seconds} s \
+                 (LoopThread.cancel_grace); it was cancelled and its cleanup ran"
+            )
+        } else {
+            format!(
+                "{step} of {what} did not finish within {seconds} s, so it was abandoned; the \
+                 loop thread's shutdown cancels its task"
+            )
+        })
+    }
+
     fn caller_cancelled(&self) -> PyResult<bool> {
         let Some((task, before)) = &self.caller_task else {
             return Ok(false);
@@ -300,9 +342,17 @@ fn wait(
             Ok(Wake::Expired) => {
                 let now = Instant::now();
                 if deadline.is_some_and(|d| now >= d) {
+                    if let Limit::Deadline(_) = how.limit {
+                        if call.outcome.is_complete() {
+                            return deliver(py, call.outcome.take()); // just in time
+                        }
+                        // Shutdown cancels it but does not wait for it again: it had its time.
+                        call.abandon();
+                        return Err(how.expired());
+                    }
                     cancel(py)?;
                     return match cleanup(py, call, None, alive) {
-                        Ok(Some(Outcome::Cancelled) | None) => Err(timed_out(how.timeout)),
+                        Ok(Some(Outcome::Cancelled) | None) => Err(how.expired()),
                         Ok(outcome) => deliver(py, outcome),
                         Err(interrupt) => {
                             // Ctrl-C while the timeout's cleanup ran: the cancel is sent.

@@ -8,6 +8,9 @@
 //!
 //! What the bridge is given is checked in Python (`blockon._bridges`), where the messages
 //! can teach.
+//!
+//! An entered bridge dropped without `__exit__` is exited on the loop soon after, as
+//! `__aexit__(None, None, None)`, as a dropped `wrap_iter` iterator closes its async iterator.
 
 use std::sync::{Arc, Mutex};
 
@@ -16,7 +19,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::blocking::Api;
+use crate::blocking::{Api, Limit};
 use crate::completion::{lock, Call};
 use crate::loop_thread::LoopThreadBase;
 use crate::py::cached;
@@ -33,6 +36,54 @@ pub(crate) struct ContextBridge {
     /// What was entered, for messages while exiting.
     entered: Mutex<Option<Py<PyAny>>>,
     session: Mutex<Option<Py<Session>>>,
+}
+
+/// `__aexit__(None, None, None)`: the exit of a manager left without an exception.
+fn clean_exit(py: Python<'_>) -> PyResult<Op> {
+    Ok(Op::Exit(
+        PyTuple::new(py, [py.None(), py.None(), py.None()])?.unbind(),
+    ))
+}
+
+impl ContextBridge {
+    /// Exits in the same task that entered; waits at most `bound`'s seconds, where given.
+    fn exit(
+        &self,
+        py: Python<'_>,
+        args: [Option<Py<PyAny>>; 3],
+        bound: Option<(f64, Limit)>,
+    ) -> PyResult<bool> {
+        let Some(session) = lock(&self.session).take() else {
+            return Ok(false);
+        };
+        let what = match lock(&self.entered).take() {
+            Some(entered) => entered.into_bound(py),
+            None => py.None().into_bound(py),
+        };
+        let purpose = Purpose {
+            api: Api::CONTEXT_EXIT,
+            what: &what,
+        };
+        let body_exc = args[1].as_ref().map(|e| e.clone_ref(py));
+        let args = Op::Exit(PyTuple::new(py, args)?.unbind());
+        let loop_thread = self.loop_thread.bind(py);
+        let exited = sync_step::step(loop_thread, &session, args, None, bound, &purpose);
+        sync_step::post(py, &session, SessionJob::Finish);
+        match exited {
+            Ok(suppress) => suppress.bind(py).is_truthy(),
+            Err(err) => {
+                // `async with` raises `__aexit__`'s error inside the handler of the body's
+                // exception, which chains them; so does this.
+                if let Some(body_exc) = body_exc {
+                    let value = err.value(py);
+                    if !value.is(&body_exc) && value.getattr("__context__")?.is_none() {
+                        value.setattr("__context__", body_exc)?;
+                    }
+                }
+                Err(err)
+            }
+        }
+    }
 }
 
 #[pymethods]
@@ -81,13 +132,13 @@ impl ContextBridge {
             )
         })?;
         let loop_thread = self.loop_thread.bind(py);
-        let session = sync_step::open(loop_thread)?;
+        let what = source.bind(py).clone();
+        let session = sync_step::open(loop_thread, "wrap_context", &what)?;
         session.get().set_closer(Step {
-            op: Op::Exit(PyTuple::new(py, [py.None(), py.None(), py.None()])?.unbind()),
+            op: clean_exit(py)?,
             call: Arc::new(Call::default()),
         });
         let context = cached(py)?.copy_context.call0(py)?;
-        let what = source.bind(py).clone();
         let purpose = Purpose {
             api: Api::CONTEXT_ENTER,
             what: &what,
@@ -119,35 +170,61 @@ impl ContextBridge {
         exc: Option<Py<PyAny>>,
         tb: Option<Py<PyAny>>,
     ) -> PyResult<bool> {
-        let Some(session) = lock(&self.session).take() else {
-            return Ok(false);
+        self.exit(py, [exc_type, exc, tb], None)
+    }
+
+    /// ``__exit__`` for ``LoopThread.close()``, which must finish in bounded time: an
+    /// ``__aexit__`` still running after ``timeout`` seconds is abandoned with a
+    /// ``TimeoutError`` that names it, and the loop thread's shutdown cancels its task.
+    fn _exit_within(
+        &self,
+        py: Python<'_>,
+        exc_type: Option<Py<PyAny>>,
+        exc: Option<Py<PyAny>>,
+        tb: Option<Py<PyAny>>,
+        timeout: f64,
+    ) -> PyResult<bool> {
+        let bound = (timeout, Limit::Deadline("__aexit__()"));
+        self.exit(py, [exc_type, exc, tb], Some(bound))
+    }
+}
+
+impl Drop for ContextBridge {
+    fn drop(&mut self) {
+        // Entered and never exited: without this, the manager's task would stay pending, and
+        // what `__aenter__` acquired held, until the loop thread closes. Queued, not awaited
+        // (a drop must not block; the loop's own thread cannot wait for itself), and only on
+        // the live loop that entered it: a forked child has no such loop, and a closing one
+        // exits it itself.
+        let session = self
+            .session
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let Some(session) = session else {
+            return;
         };
-        let what = match lock(&self.entered).take() {
-            Some(entered) => entered.into_bound(py),
-            None => py.None().into_bound(py),
-        };
-        let purpose = Purpose {
-            api: Api::CONTEXT_EXIT,
-            what: &what,
-        };
-        let body_exc = exc.as_ref().map(|e| e.clone_ref(py));
-        let args = PyTuple::new(py, [exc_type, exc, tb])?.unbind();
-        let loop_thread = self.loop_thread.bind(py);
-        let exited = sync_step::step(loop_thread, &session, Op::Exit(args), None, None, &purpose);
-        sync_step::post(py, &session, SessionJob::Finish);
-        match exited {
-            Ok(suppress) => suppress.bind(py).is_truthy(),
-            Err(err) => {
-                // `async with` raises `__aexit__`'s error inside the handler of the body's
-                // exception, which chains them; so does this.
-                if let Some(body_exc) = body_exc {
-                    let value = err.value(py);
-                    if !value.is(&body_exc) && value.getattr("__context__")?.is_none() {
-                        value.setattr("__context__", body_exc)?;
-                    }
-                }
-                Err(err)
-            }
+        let core = &session.get().core;
+        if !core.is_current() || core.inbox.is_closed() {
+            return;
         }
+        Python::try_attach(|py| {
+            // Dropped while the collector takes apart a cycle through the manager (before the
+            // bridge's own `__clear__`): the task is part of it, and waking it would run a
+            // cleared task. asyncio's view of such a task is that it was destroyed pending.
+            if session.get().task(py).is_none() {
+                return;
+            }
+            if let Ok(op) = clean_exit(py) {
+                let call = Arc::new(Call::default());
+                let step = Step { op, call };
+                let exit = SessionJob::Step {
+                    step,
+                    context: None,
+                };
+                sync_step::post(py, &session, exit);
+            }
+            sync_step::post(py, &session, SessionJob::Finish);
+        });
     }
 }

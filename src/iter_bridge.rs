@@ -19,7 +19,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::blocking::{deliver, Api};
+use crate::blocking::{deliver, Api, Limit};
 use crate::completion::{lock, Call, Outcome};
 use crate::lifecycle::closed_error;
 use crate::loop_thread::LoopThreadBase;
@@ -61,13 +61,13 @@ impl IterBridge {
         py: Python<'_>,
         session: &Py<Session>,
         op: Op,
-        timeout: Option<f64>,
+        bound: Option<(f64, Limit)>,
         api: Api,
     ) -> PyResult<Py<PyAny>> {
         let what = self.source(py)?.into_bound(py);
         let purpose = Purpose { api, what: &what };
         let loop_thread = self.loop_thread.bind(py);
-        sync_step::step(loop_thread, session, op, None, timeout, &purpose)
+        sync_step::step(loop_thread, session, op, None, bound, &purpose)
     }
 
     /// The session, started on first use with `__aiter__` (and the pump) queued.
@@ -83,7 +83,7 @@ impl IterBridge {
             }
         }
         let source = self.source(py)?;
-        let session = sync_step::open(self.loop_thread.bind(py))?;
+        let session = sync_step::open(self.loop_thread.bind(py), "wrap_iter", source.bind(py))?;
         let context = cached(py)?.copy_context.call0(py)?;
         session.get().set_closer(Step {
             op: Op::Aclose,
@@ -158,7 +158,13 @@ impl IterBridge {
         session: &Py<Session>,
         buffer: Arc<Prefetch>,
     ) -> PyResult<Option<Py<PyAny>>> {
+        let core = &session.get().core;
         loop {
+            // Items buffered before a fork were pulled for the parent, whose iteration goes
+            // on: a forked child fails at once, as a lockstep step does.
+            if !core.is_current() {
+                return Err(gone());
+            }
             match buffer.take() {
                 Take::Item(item, wake_pump) => {
                     if wake_pump {
@@ -180,10 +186,6 @@ impl IterBridge {
                 Take::Empty => {
                     if lock(&self.state).finished {
                         return Ok(None);
-                    }
-                    let core = &session.get().core;
-                    if !core.is_current() {
-                        return Err(gone());
                     }
                     let running = cached(py)?.get_running_loop.bind(py).call0()?;
                     if core.event_loop.bind(py).is(&running) {
@@ -270,7 +272,7 @@ impl IterBridge {
         sync_step::post(py, &session, SessionJob::Finish);
     }
 
-    fn close_now(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
+    fn close_now(&self, py: Python<'_>, bound: Option<(f64, Limit)>) -> PyResult<()> {
         let Some((session, buffer)) = self.take_for_close() else {
             return Ok(());
         };
@@ -278,7 +280,7 @@ impl IterBridge {
             drop(buffer.close());
             sync_step::post(py, &session, SessionJob::StopPump);
         }
-        let closed = self.step(py, &session, Op::Aclose, timeout, Api::ITER_CLOSE);
+        let closed = self.step(py, &session, Op::Aclose, bound, Api::ITER_CLOSE);
         sync_step::post(py, &session, SessionJob::Finish);
         closed.map(drop)
     }
@@ -418,7 +420,8 @@ impl Drop for IterBridge {
                     self.close_later(py);
                     Ok(())
                 } else {
-                    self.close_now(py, Some(self.loop_thread.get().grace()))
+                    let grace = self.loop_thread.get().grace();
+                    self.close_now(py, Some((grace, Limit::Grace("aclose()"))))
                 };
                 if let Err(err) = closed {
                     let source = lock(&self.state).source.as_ref().map(|s| s.clone_ref(py));

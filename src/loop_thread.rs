@@ -21,7 +21,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use crate::awaitable::{check_loop, discard, is_coroutine, prepare};
-use crate::blocking::{self, Api, Waiting};
+use crate::blocking::{self, Api, Limit, Waiting};
 use crate::completion::{lock, Outcome};
 use crate::driver::{Driver, Target};
 use crate::eager_task::spawn_task;
@@ -152,6 +152,7 @@ impl LoopThreadBase {
             api,
             what: what.clone(),
             timeout,
+            limit: Limit::Timeout,
             grace: self.grace(),
             blocked: blocked.and_then(|running| lock(&self.blocked_warning).map(|s| (s, running))),
             caller_task,

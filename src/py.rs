@@ -3,8 +3,9 @@
 //! Keeping every import in one place makes the engine's dependencies on Python visible at a
 //! glance: the stdlib pieces it uses on the hot path, and the parts of blockon that are
 //! clearer in Python: `blockon._arguments` (teaching error messages), `blockon._reentry`
-//! (re-entrant loop driving) and `blockon._futures` (the futures `submit` hands out). It also holds the two
-//! helpers every message that names a Python object uses, so they all name it the same way.
+//! (re-entrant loop driving) and `blockon._futures` (the futures `submit` hands out). It also
+//! holds the helpers every message that names a Python object uses, so they all name it the
+//! same way.
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -92,10 +93,32 @@ pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
         .map_or_else(|_| "?".to_owned(), |name| name.to_string())
 }
 
+/// `'int' (42)`: the type and a short repr, as messages quote a value a protocol method
+/// returned when it should have returned something else.
+pub(crate) fn described(obj: &Bound<'_, PyAny>) -> String {
+    /// Enough to recognise the value; a huge one must not swamp the message.
+    const LONGEST: usize = 80;
+    let repr = obj
+        .repr()
+        .map_or_else(|_| "?".to_owned(), |repr| repr.to_string());
+    let repr = if repr.chars().count() > LONGEST {
+        format!("{}...", repr.chars().take(LONGEST).collect::<String>())
+    } else {
+        repr
+    };
+    format!("'{}' ({repr})", type_name(obj))
+}
+
 /// `obj.__qualname__` where it has a string one (coroutines, async generators, functions).
 pub(crate) fn qualname(obj: &Bound<'_, PyAny>) -> Option<String> {
     obj.getattr_opt(pyo3::intern!(obj.py(), "__qualname__"))
         .ok()
         .flatten()
         .and_then(|name| name.extract().ok())
+}
+
+/// What a name made for `obj` calls it: its `__qualname__` (an async generator's
+/// `numbers`), or else its type's name.
+pub(crate) fn name_of(obj: &Bound<'_, PyAny>) -> String {
+    qualname(obj).unwrap_or_else(|| type_name(obj))
 }

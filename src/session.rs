@@ -76,6 +76,9 @@ pub(crate) struct Session {
     pub(crate) core: Arc<Core>,
     state: Mutex<State>,
     subject: Subject,
+    /// Its task's name (`blockon.wrap_iter(numbers)`): what a listing of the loop's tasks
+    /// shows, where every session's coroutine reads the same.
+    name: String,
 }
 
 enum Input<'py> {
@@ -132,11 +135,12 @@ impl LoopWork for Queued {
 }
 
 impl Session {
-    pub(crate) fn new(core: Arc<Core>) -> Self {
+    pub(crate) fn new(core: Arc<Core>, name: String) -> Self {
         Self {
             core,
             state: Mutex::new(State::default()),
             subject: Subject::default(),
+            name,
         }
     }
 
@@ -148,7 +152,10 @@ impl Session {
         }))
     }
 
-    fn task<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+    /// The session's task, while it lives. The garbage collector clears weak references to
+    /// the objects of a cycle before it takes them apart, so `None` also means the task is
+    /// being collected and must not be woken.
+    pub(crate) fn task<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
         let weak = lock(&self.state).task.as_ref().map(|w| w.clone_ref(py));
         weak.and_then(|w| w.bind(py).upgrade())
     }
@@ -185,6 +192,7 @@ impl Session {
         };
         if start {
             let kwargs = PyDict::new(py);
+            kwargs.set_item(intern!(py, "name"), &this.name)?;
             if let Some(context) = context {
                 kwargs.set_item(intern!(py, "context"), context)?;
             }

@@ -6,8 +6,10 @@
 //! session but its subject, which it owns.
 //!
 //! What the bridges are given is checked in Python (`blockon._bridges`), where the messages
-//! can teach; the one check here is on what only the loop can know: the object an awaitable
-//! passed to `wrap_context` returned.
+//! can teach; the checks here are on what only the loop can know: the object an awaitable
+//! passed to `wrap_context` returned, and what the subject's own protocol methods return. A
+//! subject that breaks its protocol is named with the method that broke it, as `async for`
+//! and `async with` would, never blamed on the argument to the bridge.
 
 use std::sync::Mutex;
 
@@ -19,7 +21,7 @@ use pyo3::PyVisit;
 
 use crate::awaitable::{discard, is_coroutine, prepare};
 use crate::completion::lock;
-use crate::py::{cached, type_name};
+use crate::py::{cached, described, type_name};
 
 /// What a step does, in the session's task.
 pub(crate) enum Op {
@@ -137,18 +139,22 @@ impl Subject {
         })
     }
 
-    /// `type(subject).name(subject, *args)`, as the interpreter looks special methods up.
-    fn call<'py>(
+    /// Awaits `type(subject).name(subject, *args)`, as the interpreter looks special methods
+    /// up.
+    fn await_call<'py>(
         &self,
         py: Python<'py>,
         name: &Bound<'py, PyString>,
         args: &[Bound<'py, PyAny>],
-    ) -> PyResult<Bound<'py, PyAny>> {
+        api: &str,
+    ) -> PyResult<Begun<'py>> {
         let subject = self.get(py)?;
         let func = subject.get_type().getattr(name)?;
-        let mut all = vec![subject];
+        let mut all = vec![subject.clone()];
         all.extend_from_slice(args);
-        func.call1(PyTuple::new(py, all)?)
+        let returned = func.call1(PyTuple::new(py, all)?)?;
+        let step = for_step(&subject, name.to_str()?, &returned, api)?;
+        Ok(Begun::Await(step, Then::Settle))
     }
 
     /// Starts one operation: either it is done at once, or there is an awaitable to step.
@@ -159,12 +165,14 @@ impl Subject {
         } else {
             "wrap_iter"
         };
-        let awaited = |aw: Bound<'py, PyAny>| Ok(Begun::Await(for_step(&aw, api)?, Then::Settle));
         match op {
             Op::Aiter(source) => {
                 let source = source.bind(py);
                 let aiter = source.get_type().getattr(intern!(py, "__aiter__"));
-                match aiter.and_then(|aiter| aiter.call1((source,))) {
+                let iterator = aiter
+                    .and_then(|aiter| aiter.call1((source,)))
+                    .and_then(|iterator| async_iterator(source, iterator));
+                match iterator {
                     Ok(iterator) => {
                         self.set(iterator);
                         Ok(Begun::Done(py.None()))
@@ -175,20 +183,23 @@ impl Subject {
                     }
                 }
             }
-            Op::Anext => awaited(self.call(py, intern!(py, "__anext__"), &[])?),
+            Op::Anext => self.await_call(py, intern!(py, "__anext__"), &[], api),
             Op::Asend(value) => {
-                awaited(self.call(py, intern!(py, "asend"), &[value.into_bound(py)])?)
+                self.await_call(py, intern!(py, "asend"), &[value.into_bound(py)], api)
             }
             Op::Athrow(args) => {
                 let args: Vec<Bound<'py, PyAny>> = args.bind(py).iter().collect();
-                awaited(self.call(py, intern!(py, "athrow"), &args)?)
+                self.await_call(py, intern!(py, "athrow"), &args, api)
             }
             Op::Aclose => {
                 let Ok(subject) = self.get(py) else {
                     return Ok(Begun::Done(py.None())); // never started: nothing to close
                 };
                 match subject.getattr_opt(intern!(py, "aclose"))? {
-                    Some(aclose) => awaited(aclose.call0()?),
+                    Some(aclose) => {
+                        let step = for_step(&subject, "aclose", &aclose.call0()?, api)?;
+                        Ok(Begun::Await(step, Then::Settle))
+                    }
                     None => Ok(Begun::Done(py.None())),
                 }
             }
@@ -197,12 +208,13 @@ impl Subject {
                 if source.get_type().hasattr(intern!(py, "__aenter__"))? {
                     self.enter(py, source)
                 } else {
-                    Ok(Begun::Await(for_step(&source, api)?, Then::Enter))
+                    // The argument itself, checked as awaitable when the bridge was made.
+                    Ok(Begun::Await(prepare(&source, api)?, Then::Enter))
                 }
             }
             Op::Exit(args) => {
                 let args: Vec<Bound<'py, PyAny>> = args.bind(py).iter().collect();
-                awaited(self.call(py, intern!(py, "__aexit__"), &args)?)
+                self.await_call(py, intern!(py, "__aexit__"), &args, api)
             }
         }
     }
@@ -228,20 +240,61 @@ impl Subject {
     }
 
     fn enter<'py>(&self, py: Python<'py>, manager: Bound<'py, PyAny>) -> PyResult<Begun<'py>> {
+        // Checked before entering, as `async with` does: found missing only at the exit, what
+        // `__aenter__` acquired could never be released.
+        if !manager.get_type().hasattr(intern!(py, "__aexit__"))? {
+            return Err(PyTypeError::new_err(format!(
+                "'{}' object has __aenter__ but no __aexit__, so it is not an async context \
+                 manager",
+                type_name(&manager)
+            )));
+        }
         self.set(manager);
-        let entering = self.call(py, intern!(py, "__aenter__"), &[])?;
-        Ok(Begun::Await(
-            for_step(&entering, "wrap_context")?,
-            Then::Settle,
-        ))
+        self.await_call(py, intern!(py, "__aenter__"), &[], "wrap_context")
     }
 }
 
-/// The object to step for a step's awaitable: itself when it can be sent into directly (a
-/// coroutine, or an iterator such as an async generator's `asend` object), else `__await__()`.
-fn for_step<'py>(awaitable: &Bound<'py, PyAny>, api: &str) -> PyResult<Bound<'py, PyAny>> {
-    if awaitable.cast::<PyIterator>().is_ok() {
-        return Ok(awaitable.clone());
+/// What `type(source).__aiter__(source)` returned, if it is an async iterator; else the
+/// `TypeError` that `async for` raises, naming the object that returned it.
+fn async_iterator<'py>(
+    source: &Bound<'py, PyAny>,
+    iterator: Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    if iterator
+        .get_type()
+        .hasattr(intern!(source.py(), "__anext__"))?
+    {
+        return Ok(iterator);
     }
-    prepare(awaitable, api)
+    Err(PyTypeError::new_err(format!(
+        "{}.__aiter__() returned {}, which has no __anext__, so it is not an async iterator",
+        type_name(source),
+        described(&iterator)
+    )))
+}
+
+/// The object to step for what `owner.method()` returned: itself when it can be sent into
+/// directly (a coroutine, or an iterator such as an async generator's `asend` object), else
+/// `__await__()`. Not awaitable at all: a `TypeError` naming `owner` and `method`, the
+/// object that broke its protocol (`api` names the bridge for awaitables that fail later).
+fn for_step<'py>(
+    owner: &Bound<'py, PyAny>,
+    method: &str,
+    returned: &Bound<'py, PyAny>,
+    api: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    if returned.cast::<PyIterator>().is_ok() || is_coroutine(returned) {
+        return Ok(returned.clone());
+    }
+    if !returned
+        .get_type()
+        .hasattr(intern!(returned.py(), "__await__"))?
+    {
+        return Err(PyTypeError::new_err(format!(
+            "{}.{method}() returned {}, not an awaitable",
+            type_name(owner),
+            described(returned)
+        )));
+    }
+    prepare(returned, api)
 }

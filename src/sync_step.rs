@@ -8,10 +8,10 @@ use std::sync::Arc;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
-use crate::blocking::{self, Api};
+use crate::blocking::{self, Api, Limit};
 use crate::completion::Call;
 use crate::loop_thread::LoopThreadBase;
-use crate::py::cached;
+use crate::py::{cached, name_of};
 use crate::reentry::{self, drive_nested};
 use crate::session::{Session, SessionJob, Step};
 use crate::session_op::Op;
@@ -24,16 +24,18 @@ pub(crate) struct Purpose<'a, 'py> {
     pub(crate) what: &'a Bound<'py, PyAny>,
 }
 
-/// Runs one step on `session` and waits for its outcome (or drives it, on its own loop).
+/// Runs one step on `session` and waits for its outcome (or drives it, on its own loop), for
+/// at most `bound`'s seconds where there is one.
 pub(crate) fn step(
     loop_thread: &Bound<'_, LoopThreadBase>,
     session: &Py<Session>,
     op: Op,
     context: Option<Py<PyAny>>,
-    timeout: Option<f64>,
+    bound: Option<(f64, Limit)>,
     purpose: &Purpose<'_, '_>,
 ) -> PyResult<Py<PyAny>> {
     let py = loop_thread.py();
+    let timeout = bound.map(|(seconds, _)| seconds);
     let core = Arc::clone(&session.get().core);
     if !core.is_current() {
         return Err(gone());
@@ -64,14 +66,23 @@ pub(crate) fn step(
     let blocked = (!running.is_none()).then_some(running);
     let cancel =
         |py: Python<'_>| Session::job(session, py, SessionJob::CancelStep(Arc::clone(&call)));
-    let how = this.waiting(purpose.api, purpose.what, timeout, blocked);
+    let mut how = this.waiting(purpose.api, purpose.what, timeout, blocked);
+    if let Some((_, limit)) = bound {
+        how.limit = limit;
+    }
     blocking::through_inbox(py, &core, job, &call, &cancel, &how)
 }
 
-/// Creates a session on `loop_thread`'s loop thread (starting it if needed).
-pub(crate) fn open(loop_thread: &Bound<'_, LoopThreadBase>) -> PyResult<Py<Session>> {
+/// Creates a session on `loop_thread`'s loop thread (starting it if needed), its task named
+/// after the bridge (`api`) and what it bridges.
+pub(crate) fn open(
+    loop_thread: &Bound<'_, LoopThreadBase>,
+    api: &str,
+    what: &Bound<'_, PyAny>,
+) -> PyResult<Py<Session>> {
     let core = LoopThreadBase::core(loop_thread)?;
-    Py::new(loop_thread.py(), Session::new(core))
+    let name = format!("blockon.{api}({})", name_of(what));
+    Py::new(loop_thread.py(), Session::new(core, name))
 }
 
 /// Queues `job` for `session` without waiting for it.

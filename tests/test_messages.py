@@ -18,6 +18,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import traceback
 
 import blockon
 import pytest
@@ -211,6 +212,81 @@ def test_signatures_stay_precise(lt):
 
 
 # --- closed loop threads -------------------------------------------------------------------
+
+
+# --- the wrong kind of argument -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("container", [list, tuple])
+def test_run_of_several_awaitables_points_to_gather(lt, container):
+    first, second = Unrun(), Unrun()
+    with pytest.raises(TypeError) as caught:
+        lt.run(container([first.coro, second.coro]))
+    name = container.__name__
+    assert str(caught.value) == (
+        f"blockon.run() runs one awaitable, got a {name} of 2: to run several at once, "
+        "use blockon.gather(*aws)"
+    )
+    first.assert_closed_unrun()
+    second.assert_closed_unrun()
+
+
+def test_gather_of_a_list_says_to_spread_it(lt):
+    first, second, third = Unrun(), Unrun(), Unrun()
+    with pytest.raises(TypeError) as caught:
+        lt.gather(third.coro, [first.coro, second.coro])
+    assert str(caught.value) == (
+        "blockon.gather() takes the awaitables as separate arguments, got a list as "
+        "argument 2: spread it, gather(*aws)"
+    )
+    for unrun in (first, second, third):
+        unrun.assert_closed_unrun()
+
+
+def test_wrap_iter_of_a_coroutine_says_to_await_it_first(lt):
+    unrun = Unrun()
+    with pytest.raises(TypeError) as caught:
+        lt.wrap_iter(unrun.coro)
+    message = str(caught.value)
+    assert message.startswith("blockon.wrap_iter() needs an async iterable"), message
+    assert "got 'coroutine'" in message and "is awaited, not iterated: await it first" in message
+    unrun.assert_closed_unrun()
+
+
+def test_sync_of_a_coroutine_says_to_pass_the_function(lt):
+    unrun = Unrun()
+    with pytest.raises(TypeError) as caught:
+        lt.sync(unrun.coro)
+    message = str(caught.value)
+    assert message.startswith(
+        "blockon.sync() makes sync twins of async functions, generators, classes, instances "
+        "and modules, but got the coroutine "
+    ), message
+    assert "pass the function itself, blockon.sync(f)" in message
+    unrun.assert_closed_unrun()
+
+
+def test_sync_of_a_future_says_to_run_it(lt):
+    future = lt.loop.create_future()
+    expected = r"got a lone awaitable of type '_?\w*Future'.*blockon\.run"
+    with pytest.raises(TypeError, match=expected):
+        lt.sync(future)
+
+
+@pytest.mark.parametrize("which", ["gather", "map"])
+def test_tracebacks_of_gather_and_map_show_one_blockon_line(lt, which):
+    async def failing(_=None):
+        raise ValueError("from the awaitable")
+
+    with pytest.raises(ValueError) as caught:
+        if which == "gather":
+            lt.gather(failing())
+        else:
+            list(lt.map(failing, [1]))
+    frames = traceback.extract_tb(caught.value.__traceback__)
+    ours = [frame.name for frame in frames if "/blockon/" in frame.filename.replace("\\", "/")]
+    assert ours == (["gather"] if which == "gather" else ["results"]), frames
+    assert frames[-1].name == "failing"
 
 
 def test_closed_loop_thread_says_what_to_do_instead():
@@ -433,8 +509,13 @@ NESTED_STUBBORN_SCRIPT = """
 import asyncio
 import blockon
 
-async def stubborn():
+def started():
     print("started", flush=True)
+
+async def stubborn():
+    # Said once this coroutine waits, from the loop step that follows: Ctrl-C, delivered to
+    # this (main) thread, then lands in blockon's stepping of the loop, not in this code.
+    asyncio.get_running_loop().call_soon(started)
     while True:
         try:
             await asyncio.sleep(3600)

@@ -426,6 +426,20 @@ async def test_nest_twice():
 
 
 @pytest.mark.asyncio
+async def test_nest_many_times_in_one_callback_leaves_the_ready_queue_bounded():
+    """Nested runs in a loop, in one step of the outer task: each pads the ready queue only
+    for the outer iteration's handles, so fillers do not pile up (each later run would step
+    over all of them: quadratic time)."""
+    loop = asyncio.get_running_loop()
+    sizes = []
+    for _ in range(300):
+        blockon.run(answer(), nest=True)  # may finish in its eager first step
+        blockon.run(asyncio.ensure_future(answer()), nest=True)  # a task made by this step
+        sizes.append(len(loop._ready))  # type: ignore[attr-defined]
+    assert max(sizes) <= 3, sizes[-5:]
+
+
+@pytest.mark.asyncio
 async def test_nest_keeps_c_tasks_and_does_not_patch_asyncio():
     before_task_class = asyncio.Task
 

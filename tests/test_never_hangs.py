@@ -710,18 +710,29 @@ TIMEOUT_VALUES: list[tuple[str, Any, Any]] = [
 def test_timeout_rule(lt, api, value, expected):
     if api == "close":
         closing = blockon.LoopThread(name="closing")
-        closing.loop  # started, so closing it takes a moment  # noqa: B018
+        release = threading.Event()
+
+        async def slow_to_cancel():
+            try:
+                await asyncio.sleep(3600)
+            finally:
+                await asyncio.to_thread(release.wait, 30)
+
         try:
             if isinstance(expected, type):
                 with pytest.raises(expected, match="timeout"):
                     closing.close(timeout=value)
             elif expected == "expired":
+                # A task whose cleanup waits for the test: closing cannot finish at once.
+                closing.submit(slow_to_cancel())
+                closing.run(asyncio.sleep(0))  # queued after it: the task has started
                 with pytest.raises(TimeoutError):
                     closing.close(timeout=value)
             else:
                 closing.close(timeout=value)  # no limit: waits until closed
                 assert closing.closed
         finally:
+            release.set()
             closing.close(timeout=10)
         return
     call = TIMEOUT_APIS[api]

@@ -146,3 +146,10 @@ class ContextBridge(Generic[_T]):
         exc: BaseException | None = None,
         tb: TracebackType | None = None,
     ) -> bool: ...
+    def _exit_within(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        timeout: float,
+    ) -> bool: ...

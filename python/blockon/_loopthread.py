@@ -9,11 +9,12 @@ their arguments and hand the work to the modules named for them.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Generator, Iterable, Iterator
 from contextlib import AbstractContextManager as ContextManager
 from types import TracebackType
 
-from . import _bridges, _call, _gather, _map, _sync
+from . import _bridges, _call, _gather, _map, _running, _sync
 from ._arguments import check_callable, type_name
 from ._blockon import _default_loop_thread, _timeout_arg
 from ._children import Failed
@@ -360,11 +361,17 @@ class LoopThread(LoopRunner):
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
+        deadline: float | None = None,
     ) -> bool:
         """Exit what ``enter_context`` entered, newest first, like ``contextlib.ExitStack``:
         each exit sees the exception still pending and may suppress it; an exception raised
         by an exit replaces the pending one (chained to it) and goes on to the older exits.
-        Returns whether the original exception was suppressed."""
+        Returns whether the original exception was suppressed.
+
+        Closing must never hang on an ``__aexit__`` that never returns: each exit may run
+        until ``deadline`` (a ``time.monotonic()`` time; ``None``: each for the shutdown step
+        limit), and one still running then is abandoned with a ``TimeoutError`` that says so.
+        """
         pending = exc
         suppressed = False
         while True:
@@ -372,11 +379,16 @@ class LoopThread(LoopRunner):
                 if not self._entered:
                     break
                 bridge = self._entered.pop()
+            if deadline is None:
+                within = _running.SHUTDOWN_STEP_TIMEOUT
+            else:
+                within = max(0.0, deadline - time.monotonic())
             try:
-                if bridge.__exit__(
+                if bridge._exit_within(
                     type(pending) if pending else None,
                     pending,
                     pending.__traceback__ if pending else None,
+                    within,
                 ):
                     suppressed, pending = True, None
             except BaseException as new:  # handed on to the older exits, like ExitStack
@@ -395,25 +407,39 @@ class LoopThread(LoopRunner):
         the loop closed. Idempotent. Called from the loop thread itself, it only asks the
         loop to stop (it cannot wait for itself).
 
+        ``timeout`` bounds the whole close, the exits included; without it, each exit may
+        take the shutdown step limit (5 s). An exit still running then is abandoned (the
+        shutdown cancels its task).
+
         Raised when ``timeout`` seconds pass before the thread is done: ``TimeoutError``
-        (it goes on closing in the background). Raised when ``timeout`` is not a number of
-        seconds or ``None``: ``TypeError``; when it is NaN: ``ValueError``.
+        (it goes on closing in the background); when an exit was abandoned: ``TimeoutError``
+        naming the manager. Raised when ``timeout`` is not a number of seconds or ``None``:
+        ``TypeError``; when it is NaN: ``ValueError``.
         """
         timeout = _timeout_arg(timeout, "LoopThread.close()")
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
             if self._entered and not self._in_loop_thread() and not self.closed:
-                self._exit_entered(None, None, None)
-        finally:
-            # Closes even when an exit failed; that error then propagates.
-            if (
-                self._request_close()
-                and not self._in_loop_thread()
-                and not self._wait_closed(timeout)
-            ):
-                raise TimeoutError(
-                    f"{self!r} did not finish closing within {timeout} s; "
-                    "it goes on closing in the background"
-                )
+                self._exit_entered(None, None, None, deadline)
+        except BaseException:
+            # Closes even when an exit failed; that error then propagates, rather than this
+            # wait's timeout: an abandoned exit has used the time up, and says so.
+            self._finish_closing(deadline)
+            raise
+        if not self._finish_closing(deadline):
+            raise TimeoutError(
+                f"{self!r} did not finish closing within {timeout} s; "
+                "it goes on closing in the background"
+            )
+
+    def _finish_closing(self, deadline: float | None) -> bool:
+        """Ask the loop thread to stop and wait until ``deadline`` for it to finish (not on
+        the loop thread itself, which cannot wait for itself); whether it finished or need
+        not be waited for."""
+        if not self._request_close() or self._in_loop_thread():
+            return True
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        return self._wait_closed(left)
 
     def __enter__(self) -> LoopThread:
         return self

@@ -21,6 +21,7 @@ from collections.abc import Callable
 # run time it would add about 3 ms to `import blockon` (docs/how-it-works.md).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import types
     from typing import Any
 
 _enter_task: Callable[[asyncio.AbstractEventLoop, asyncio.Task[Any]], None] | None = getattr(
@@ -46,17 +47,9 @@ def _reentry_points(loop: asyncio.AbstractEventLoop) -> tuple[Callable[[], None]
     Feature detection, not version checks: what re-entry needs is looked for on this loop
     and this Python's asyncio (docs/how-it-works.md, "CPython versions").
     """
-    run_once = getattr(loop, "_run_once", None)
-    ready = getattr(loop, "_ready", None)
-    if callable(run_once) and isinstance(ready, collections.deque) and _enter_task and _leave_task:
-        return run_once, ready
-    if not (_enter_task and _leave_task):
-        why = (
-            "this Python's asyncio has no asyncio.tasks._enter_task/_leave_task to switch "
-            "the current task with"
-        )
-    else:
-        why = "it has no _run_once step to drive (uvloop is like this)"
+    why = why_not_reentrant(loop)
+    if why is None:
+        return loop._run_once, loop._ready  # type: ignore[attr-defined]
     raise RuntimeError(
         f"blockon.run() must run this awaitable on the event loop already running in this "
         f"thread ({type(loop).__module__}.{type(loop).__qualname__}), re-entrantly, because "
@@ -66,6 +59,20 @@ def _reentry_points(loop: asyncio.AbstractEventLoop) -> tuple[Callable[[], None]
         "nest=True from a thread whose loop is another one; or move the sync code off the "
         "loop with `await blockon.to_thread(fn)`."
     )
+
+
+def why_not_reentrant(loop: asyncio.AbstractEventLoop) -> str | None:
+    """Why ``loop`` cannot be re-entered, or ``None`` where it can."""
+    if not (_enter_task and _leave_task):
+        return (
+            "this Python's asyncio has no asyncio.tasks._enter_task/_leave_task to switch "
+            "the current task with"
+        )
+    run_once = getattr(loop, "_run_once", None)
+    ready = getattr(loop, "_ready", None)
+    if callable(run_once) and isinstance(ready, collections.deque):
+        return None
+    return "it has no _run_once step to drive (uvloop is like this)"
 
 
 def check_reentry(loop: asyncio.AbstractEventLoop) -> None:
@@ -168,9 +175,35 @@ def _finish_within(
 
 def _pad_ready(loop: asyncio.AbstractEventLoop, ready: Any, queued: int) -> None:
     """Top up the ready queue with cancelled handles, so the outer loop iteration, which
-    counted its handles before we ran some of them, never pops an empty queue."""
-    missing = queued - len(ready)
+    counted its handles before we ran some of them, never pops an empty queue.
+
+    Only as many as that iteration will still pop: handles queued by the callback that
+    called us (a task it made, an eager step queued again) are not among them, and padding
+    for them would leave fillers that every later nested run in the same callback steps
+    over and pads back, ever more of them (nested runs in a loop would slow down
+    quadratically).
+    """
+    missing = min(queued, _still_to_pop(loop, queued)) - len(ready)
     if missing > 0:
         filler = asyncio.Handle(_noop, (), loop)
         filler.cancel()
         ready.extendleft([filler] * missing)
+
+
+def _still_to_pop(loop: asyncio.AbstractEventLoop, queued: int) -> int:
+    """How many handles the iteration of ``loop._run_once`` that is running us (the
+    innermost one on this thread's stack) will still pop: asyncio's ``_run_once`` counts
+    ``ntodo`` handles, then pops them one by one (``for i in range(ntodo)``). ``queued``
+    where that iteration is not found or not written that way (a loop of another kind)."""
+    code = getattr(getattr(type(loop), "_run_once", None), "__code__", None)
+    frame: types.FrameType | None = sys._getframe()
+    while frame is not None:
+        if frame.f_code is code:
+            names = frame.f_locals
+            if names.get("self") is loop:
+                ntodo, i = names.get("ntodo"), names.get("i")
+                if isinstance(ntodo, int) and isinstance(i, int):
+                    return ntodo - i - 1
+                return queued
+        frame = frame.f_back
+    return queued

@@ -194,11 +194,30 @@ def _close_all_at_exit() -> None:
         try:
             loop_thread.close(timeout=EXIT_TIMEOUT)
         except Exception as exc:
-            print(
-                f"blockon: closing {loop_thread!r} at interpreter exit failed:",
-                file=sys.stderr,
-            )
-            traceback.print_exception(exc, file=sys.stderr)
+            if exc.__context__ is None and _raised_by_blockon(exc):
+                # Its message says it all (an abandoned exit, a close that took too long);
+                # a traceback of blockon's own frames would only bury it.
+                print(f"blockon: at interpreter exit: {exc}", file=sys.stderr)
+            else:
+                print(
+                    f"blockon: closing {loop_thread!r} at interpreter exit failed:",
+                    file=sys.stderr,
+                )
+                traceback.print_exception(exc, file=sys.stderr)
+            # An abandoned exit leaves the shutdown no time, yet it is quick (that exit's
+            # task is cancelled, not waited for again). It must end before the interpreter
+            # finalizes: CPython up to 3.13 ends a thread still running then with
+            # pthread_exit, which aborts the process inside the engine's native frames.
+            loop_thread._wait_closed(SHUTDOWN_STEP_TIMEOUT)
+
+
+def _raised_by_blockon(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised by blockon itself, not by user code it ran (whose frames
+    would come last in the traceback)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is None or tb.tb_frame.f_globals.get("__name__", "").startswith("blockon.")
 
 
 def register(factory: Callable[[], Any]) -> None:

@@ -28,6 +28,7 @@ import weakref
 
 from . import _blockon
 from ._arguments import close_coroutines, name_of, type_name
+from ._twin_classes import make_class
 from ._twins import (
     PLAIN,
     CallTwin,
@@ -38,7 +39,6 @@ from ._twins import (
     TwinFunction,
     TwinMeta,
     drive,
-    make_class,
 )
 
 # typing is for the type checker only: CPython 3.14's asyncio no longer imports it, and at

@@ -163,6 +163,23 @@ def drive(bridge: Any, agen: Any, adopt: Callable[[Any], Any] | None) -> Generat
 # ------------------------------------------------------------------------------ functions
 
 
+class _TwinSignature:
+    """A twin function's ``__signature__``: the wrapped callable's, returning what the twin
+    returns (``_sync_types``, loaded on first use); made once, then kept on the twin."""
+
+    def __get__(self, instance: Any, owner: type | None = None) -> inspect.Signature | None:
+        if instance is None:
+            return None
+        from ._sync_types import twin_signature
+
+        try:
+            signature = twin_signature(instance)
+        except Exception:  # an annotation that cannot be read: the wrapped one, unmapped
+            signature = inspect.signature(instance._fn)
+        instance.__dict__["__signature__"] = signature
+        return signature
+
+
 class TwinFunction:
     """A sync twin of a callable: keeps the wrapped callable's ``__name__``,
     ``__qualname__``, ``__module__``, ``__doc__``, ``__wrapped__`` (so
@@ -182,9 +199,12 @@ class TwinFunction:
         self._run = loop_thread.run
         self._adopt = adopt
         functools.update_wrapper(self, fn)
-        # A twin is sync: never let a copied marker make it look like a coroutine function.
-        for marker in ("_is_coroutine_marker", "_is_coroutine"):
+        # A twin is sync: never let a copied marker make it look like a coroutine function,
+        # nor a copied signature hide the twin's own (below).
+        for marker in ("_is_coroutine_marker", "_is_coroutine", "__signature__"):
             self.__dict__.pop(marker, None)
+
+    __signature__ = _TwinSignature()
 
     @property
     def __code__(self) -> types.CodeType:
@@ -310,6 +330,19 @@ class _Forward:
         return registry.adopt_attr(getattr(instance._blockon_target, self.name))
 
 
+class _ClassMethod(classmethod):  # type: ignore[type-arg]
+    """A class method of a twinned class: read through like ``_Forward`` (bound to the
+    wrapped class, so it makes wrapped objects), and a ``classmethod`` to anything that
+    inspects the class, as it is on the wrapped class."""
+
+    def __init__(self, name: str, fn: Callable[..., Any]) -> None:
+        super().__init__(fn)
+        self._blockon_forward = _Forward(name)
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        return self._blockon_forward.__get__(instance, owner)
+
+
 class _Wrapped:
     """``__wrapped__``: the wrapped class on a twin class, the wrapped object on a twin."""
 
@@ -337,11 +370,18 @@ class TwinMeta(type):
 
     @property
     def __signature__(cls) -> inspect.Signature | None:
-        # The wrapped class's: from 3.13, inspect.signature() of a class whose metaclass
-        # defines __call__ or __getattr__ would otherwise report (*args, **kwargs). On the
-        # metaclass, so twin instances do not inherit it.
-        wrapped = cls.__dict__.get("_blockon_wrapped")
-        if wrapped is None:
+        # The wrapped class's, also for a subclass of a twin class (class Weather(twin)),
+        # unless the subclass defines its own __init__: TwinBase.__new__ would otherwise make
+        # it (*args, **kwargs). On the metaclass, so twin instances do not inherit it.
+        for klass in cls.__mro__:
+            wrapped = klass.__dict__.get("_blockon_wrapped")
+            if wrapped is not None:
+                break
+            init = klass.__dict__.get("__init__")
+            if init is not None and klass is not TwinBase:
+                signature = inspect.signature(init)
+                return signature.replace(parameters=list(signature.parameters.values())[1:])
+        else:
             return None
         try:
             return inspect.signature(wrapped)
@@ -505,12 +545,14 @@ _DATA_DUNDERS = {
 }
 
 
-def _forwarder(name: str, adopt: bool) -> Callable[..., Any]:
+def _forwarder(name: str, adopt: bool, raw: Any) -> Callable[..., Any]:
     def forward(self: TwinBase, *args: Any) -> Any:
         result = getattr(self._blockon_target, name)(*_unwrap_args(args))
         return type(self)._blockon_registry.adopt(result) if adopt else result
 
     forward.__name__ = forward.__qualname__ = name
+    if isinstance(raw, types.FunctionType):
+        forward.__wrapped__ = raw  # type: ignore[attr-defined]  # its signature is raw's
     return forward
 
 
@@ -569,62 +611,3 @@ TWINS = (TwinBase, ModuleTwin)
 
 #: This module's globals: how ``_caller`` knows the twins' own frames.
 _GLOBALS = globals()
-
-
-def make_class(registry: Rules, cls: type, bases: tuple[type, ...]) -> type[TwinBase]:
-    """The twin class of ``cls`` for ``registry`` (a ``_sync.Registry``), over the twin
-    classes ``bases`` of its async bases: methods become twins, other attributes are read
-    through, and the protocols become their sync counterparts."""
-    namespace: dict[str, Any] = {
-        "__slots__": (),
-        "__module__": cls.__module__,
-        "__qualname__": getattr(cls, "__qualname__", cls.__name__),
-        "__doc__": cls.__doc__,
-        "_blockon_wrapped": cls,
-        "_blockon_registry": registry,
-    }
-    dunders: dict[str, Any] = {}
-    for klass in cls.__mro__:
-        if klass is object:
-            continue
-        for name, raw in list(vars(klass).items()):
-            if name.startswith("__") and name.endswith("__"):
-                dunders.setdefault(name, raw)
-            elif name not in namespace and not name.startswith("_blockon_"):
-                namespace[name] = _member(registry, name, raw)
-    _add_dunders(registry, namespace, dunders)
-    try:
-        twin_cls = TwinMeta(cls.__name__, bases or (TwinBase,), namespace)
-    except TypeError:  # bases whose twins cannot be combined: flat twin, no mirroring
-        twin_cls = TwinMeta(cls.__name__, (TwinBase,), namespace)
-    made: type[TwinBase] = twin_cls  # type: ignore[assignment]  # a TwinBase subclass
-    return made
-
-
-def _member(registry: Rules, name: str, raw: Any) -> Any:
-    if isinstance(raw, staticmethod) and callable(raw.__func__):
-        return staticmethod(registry.routine(raw.__func__))
-    if isinstance(raw, types.FunctionType):
-        return _Method(name, raw, registry.routine(raw))
-    return _Forward(name)
-
-
-def _add_dunders(registry: Rules, namespace: dict[str, Any], dunders: dict[str, Any]) -> None:
-    if "__aenter__" in dunders and "__aexit__" in dunders:
-        namespace["__enter__"] = _twin_enter
-        namespace["__exit__"] = _twin_exit
-    elif "__enter__" in dunders and "__exit__" in dunders:
-        namespace["__enter__"] = _forwarder("__enter__", adopt=True)
-        namespace["__exit__"] = _forwarder("__exit__", adopt=False)
-    if "__aiter__" in dunders:
-        namespace["__iter__"] = _twin_iter
-    elif "__iter__" in dunders:
-        namespace["__iter__"] = _twin_sync_iter
-    call = dunders.get("__call__")
-    if isinstance(call, types.FunctionType):
-        namespace["__call__"] = registry.routine(call)
-    elif call is not None:
-        namespace["__call__"] = _twin_call
-    for name, adopt in _DATA_DUNDERS.items():
-        if name in dunders and dunders[name] is not None:
-            namespace[name] = _forwarder(name, adopt)
