@@ -25,12 +25,14 @@ from pathlib import Path
 
 import _chart
 import _harness as h
-import bench_fanout  # fan-out section (issue 4)
+import bench_fanout
+import bench_idle
 import bench_import
 import bench_memory
-import bench_peers  # peers: blockon against the libraries users pick instead (issue 6)
+import bench_peers
 import bench_run
 import bench_stream
+import bench_workloads
 import per_version
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,11 +42,13 @@ BEGIN = "<!-- BEGIN RESULTS: written by `python benches/run_all.py --write`; edi
 END = "<!-- END RESULTS -->"
 
 SECTIONS: dict[str, Callable[[h.Config], h.Section]] = {
+    **bench_workloads.SECTIONS,  # realistic coroutines, 1/4/16 threads, both loop types
     **bench_run.SECTIONS,
     "stream": bench_stream.bench_stream,
-    "fanout": bench_fanout.bench_fanout,  # gather of 10,000 sleeping coroutines (issue 4)
+    "fanout": bench_fanout.bench_fanout,  # gather of 10,000 sleeping coroutines
     **bench_peers.SECTIONS,
     "memory": bench_memory.bench_memory,
+    **bench_idle.SECTIONS,
     "import": bench_import.bench_import,
 }
 
