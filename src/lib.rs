@@ -13,7 +13,8 @@
 //!   spin for work before it sleeps, from the stdlib loops' `selector` or from `pulse`s on
 //!   other loops (uvloop, loops blockon does not know).
 //! - `blocking`: blocking calls (waiting, timeouts, Ctrl-C). `waiter`: the GIL-free wait.
-//!   `completion`: the slots callers wait on.
+//!   `completion`: the slots callers wait on. `deferred_wake`: waking parked callers once
+//!   the loop thread lets go of the GIL.
 //! - `driver`: the native coroutine that settles outcomes. `eager_task`: starting its task
 //!   with the first step at once. `stepping`: sending into awaitables. `reentry`: running
 //!   re-entrantly on the caller's own loop. `to_thread_home`: `to_thread` workers' home loop.
@@ -27,6 +28,7 @@ mod blocking;
 mod completion;
 mod context_bridge;
 mod default;
+mod deferred_wake;
 mod driver;
 mod eager_task;
 mod fork;

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 
+use crate::deferred_wake;
 use crate::inbox::Inbox;
 use crate::waiter;
 
@@ -98,6 +99,7 @@ pub(crate) fn spin_for_work<J: Send>(
 ) -> Found {
     let found = py.detach(|| {
         inbox.set_detached(true);
+        deferred_wake::flush();
         let looks = Cell::new(0_u32);
         // True only for jobs (which only this thread takes away) or I/O, so once no jobs are
         // queued at the end, `true` means I/O.

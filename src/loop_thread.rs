@@ -23,6 +23,7 @@ use pyo3::types::{PyDict, PyTuple};
 use crate::awaitable::{check_loop, discard, is_coroutine, prepare};
 use crate::blocking::{self, Api, Limit, Waiting};
 use crate::completion::{lock, Outcome};
+use crate::deferred_wake;
 use crate::driver::{Driver, Target};
 use crate::eager_task::spawn_task;
 use crate::job::Job;
@@ -430,7 +431,8 @@ impl LoopThreadBase {
     }
 
     /// Loop thread: the loop is shut down and closed.
-    fn _stopped(&self) {
+    fn _stopped(&self, py: Python<'_>) {
+        deferred_wake::flush_detached(py);
         self.life.stopped();
     }
 

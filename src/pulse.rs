@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use pyo3::intern;
 use pyo3::prelude::*;
 
+use crate::deferred_wake;
 use crate::inbox::now_nanos;
 use crate::lifecycle::Core;
 use crate::loop_spin;
@@ -53,7 +54,7 @@ pub(crate) struct Pulser {
 }
 
 impl Pulser {
-    /// Pulses for `core`'s loop, which starts idle (callers wake it).
+    /// Pulses for `core`'s loop, which starts idle (callers wake it). On the loop thread.
     pub(crate) fn new(core: Arc<Core>, drain: Py<PyAny>, py: Python<'_>) -> Self {
         let io = core
             .event_loop
@@ -90,6 +91,11 @@ impl Pulser {
     /// Whether to pulse again: drains what came, spinning one slice for it first.
     fn beat(&self, py: Python<'_>) -> PyResult<bool> {
         let again = self.beat_once(py);
+        deferred_wake::flush_detached(py);
+        if matches!(again, Ok(false)) {
+            // The last pulse: nothing would flush a wake-up kept from now on.
+            deferred_wake::set_deferring(false);
+        }
         self.last_end.store(now_nanos(), Ordering::Relaxed);
         again
     }
@@ -137,16 +143,23 @@ impl Pulser {
         let inbox = &this.core.inbox;
         if inbox.is_idle() {
             inbox.set_idle(false);
+            deferred_wake::set_deferring(true);
             schedule(slf)?;
         }
         Ok(())
     }
 
-    /// One pulse (a ready callback); queues the next unless the loop went idle.
+    /// One pulse (a ready callback); queues the next unless the loop went idle. A pulse that
+    /// failed (a forked child ending, which stops the loop) still queues the next, so that
+    /// pulses never stop while callers count on them.
     fn pulse(slf: &Bound<'_, Self>) -> PyResult<()> {
-        if slf.get().beat(slf.py())? {
-            schedule(slf)?;
+        match slf.get().beat(slf.py()) {
+            Ok(false) => Ok(()),
+            Ok(true) => schedule(slf),
+            Err(err) => {
+                schedule(slf)?;
+                Err(err)
+            }
         }
-        Ok(())
     }
 }

@@ -23,6 +23,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
+use crate::deferred_wake;
 use crate::lifecycle::Core;
 use crate::loop_spin::{self, Found, HOT_FOR_NANOS};
 
@@ -41,8 +42,10 @@ pub(crate) struct HotSelector {
 }
 
 impl HotSelector {
+    /// On the loop thread.
     pub(crate) fn new(real: &Bound<'_, PyAny>, core: Arc<Core>, drain: Py<PyAny>) -> Self {
         core.inbox.watch();
+        deferred_wake::set_deferring(true);
         let io = real
             .call_method0(intern!(real.py(), "fileno"))
             .and_then(|fd| fd.extract())
@@ -131,6 +134,7 @@ impl HotSelector {
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let inbox = &self.core.inbox;
+        deferred_wake::flush_detached(py);
         // The real select releases the GIL as it blocks; say so a moment early.
         inbox.set_detached(true);
         let events = self
