@@ -14,7 +14,7 @@
 //!   other loops (uvloop, loops blockon does not know).
 //! - `blocking`: blocking calls (waiting, timeouts, Ctrl-C). `waiter`: the GIL-free wait.
 //!   `completion`: the slots callers wait on. `deferred_wake`: waking parked callers once
-//!   the loop thread lets go of the GIL.
+//!   the loop thread lets go of the GIL. `gil_hint`: whether a caller holds the GIL.
 //! - `driver`: the native coroutine that settles outcomes. `eager_task`: starting its task
 //!   with the first step at once. `stepping`: sending into awaitables. `reentry`: running
 //!   re-entrantly on the caller's own loop. `to_thread_home`: `to_thread` workers' home loop.
@@ -32,6 +32,7 @@ mod deferred_wake;
 mod driver;
 mod eager_task;
 mod fork;
+mod gil_hint;
 mod inbox;
 mod iter_bridge;
 mod job;

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use pyo3::prelude::*;
 
 use crate::deferred_wake;
+use crate::gil_hint;
 use crate::inbox::Inbox;
 use crate::waiter;
 
@@ -58,6 +59,10 @@ pub(crate) fn _set_spin(seconds: Option<f64>) {
 /// How recently the loop must have taken work for it to spin at all: a loop that has been
 /// quiet longer goes straight to sleep, so an idle program costs nothing.
 pub(crate) const HOT_FOR_NANOS: u64 = 2_000_000;
+
+/// How long the loop thread, having found jobs, lets a caller that holds the GIL let it go
+/// before it takes it anyway.
+const GIL_HOLD_OFF: Duration = Duration::from_micros(30);
 
 /// The spin polls the loop's I/O once every this many looks at the inbox (one `poll` system
 /// call against a few atomic loads).
@@ -111,6 +116,9 @@ pub(crate) fn spin_for_work<J: Send>(
             io.is_some_and(|fd| looks.get() % IO_EVERY == 0 && io_ready(fd))
         });
         let found = if inbox.has_jobs() {
+            // The caller that queued them is about to let the GIL go (or another holds it):
+            // taking it now would mean sleeping on it until then.
+            waiter::spin_until(Instant::now() + GIL_HOLD_OFF, || !gil_hint::caller_holds());
             Found::Jobs
         } else if any {
             Found::Io

@@ -32,6 +32,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 
 use crate::deferred_wake;
+use crate::gil_hint;
 use crate::inbox::now_nanos;
 use crate::lifecycle::Core;
 use crate::loop_spin;
@@ -56,6 +57,7 @@ pub(crate) struct Pulser {
 impl Pulser {
     /// Pulses for `core`'s loop, which starts idle (callers wake it). On the loop thread.
     pub(crate) fn new(core: Arc<Core>, drain: Py<PyAny>, py: Python<'_>) -> Self {
+        gil_hint::configure(py);
         let io = core
             .event_loop
             .bind(py)

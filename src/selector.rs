@@ -24,6 +24,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 
 use crate::deferred_wake;
+use crate::gil_hint;
 use crate::lifecycle::Core;
 use crate::loop_spin::{self, Found, HOT_FOR_NANOS};
 
@@ -46,6 +47,7 @@ impl HotSelector {
     pub(crate) fn new(real: &Bound<'_, PyAny>, core: Arc<Core>, drain: Py<PyAny>) -> Self {
         core.inbox.watch();
         deferred_wake::set_deferring(true);
+        gil_hint::configure(real.py());
         let io = real
             .call_method0(intern!(real.py(), "fileno"))
             .and_then(|fd| fd.extract())
