@@ -6,8 +6,8 @@
 //! machine, more than everything else in a `run()` call together; that is what the spin saves.
 //! But the loop thread is the loop: while it spins, nothing else on that loop happens. So the
 //! spin watches *all* the work the loop could have, not only new submissions: jobs in the
-//! inbox, and the loop's own I/O, through the descriptor of the loop's poller (an epoll or
-//! kqueue descriptor is readable while any descriptor it watches has events). It never starts
+//! inbox, and the loop's own I/O, through the descriptor of the loop's poller (an epoll
+//! descriptor is readable while any descriptor it watches has events). It never starts
 //! while the loop has ready callbacks (the selector is asked to block only when it has none;
 //! see `pulse` for loops whose ready queue cannot be seen).
 //!
@@ -79,7 +79,18 @@ pub(crate) enum Found {
     Nothing,
 }
 
-/// Whether the poller descriptor `fd` (epoll, kqueue) has events: one non-blocking `poll`.
+/// The descriptor of a loop's poller, from `obj.method()` (a selector's `fileno`, uvloop's
+/// `_get_backend_id`), where that is an epoll descriptor (Linux): readable while any
+/// descriptor it watches has events. `None` elsewhere (a kqueue descriptor is not
+/// dependably pollable everywhere), or where the call fails.
+pub(crate) fn poller_fd(obj: &Bound<'_, PyAny>, method: &str) -> Option<RawFd> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    obj.call_method0(method).and_then(|fd| fd.extract()).ok()
+}
+
+/// Whether the poller descriptor `fd` has events: one non-blocking `poll`.
 pub(crate) fn io_ready(fd: RawFd) -> bool {
     let mut probe = libc::pollfd {
         fd,

@@ -40,6 +40,9 @@ use crate::loop_spin;
 /// The longest one pulse spins: the longest a ready step of the loop's own waits behind it.
 const SLICE: Duration = Duration::from_micros(5);
 
+/// How much longer than the emptiest turn a turn may take and still count as empty.
+const QUIET_MARGIN_NANOS: u64 = 2_000;
+
 /// The pulses of one loop thread's loop.
 #[pyclass(frozen, module = "blockon._blockon")]
 pub(crate) struct Pulser {
@@ -58,12 +61,7 @@ impl Pulser {
     /// Pulses for `core`'s loop, which starts idle (callers wake it). On the loop thread.
     pub(crate) fn new(core: Arc<Core>, drain: Py<PyAny>, py: Python<'_>) -> Self {
         gil_hint::configure(py);
-        let io = core
-            .event_loop
-            .bind(py)
-            .call_method0(intern!(py, "_get_backend_id"))
-            .and_then(|fd| fd.extract())
-            .ok();
+        let io = loop_spin::poller_fd(core.event_loop.bind(py), "_get_backend_id");
         core.inbox.watch();
         core.inbox.set_idle(true);
         Self {
@@ -71,23 +69,28 @@ impl Pulser {
             drain,
             io,
             last_end: AtomicU64::new(0),
-            empty_turn: AtomicU64::new(u64::MAX),
+            empty_turn: AtomicU64::new(u64::MAX / 2),
         }
     }
 
     /// Whether the loop did nothing but this pulse since the last one: the time between them
-    /// is within twice the emptiest turn seen. A turn that ran anything else (a task's step,
-    /// an I/O callback, a timer) takes longer, and what it ran may have queued more steps,
-    /// which would wait behind a spin.
+    /// is close to the emptiest recent turn (within twice it, or 2 µs more). A turn that ran
+    /// anything else (a task's step, an I/O callback, a timer) takes longer, and what it ran
+    /// may have queued more steps, which would wait behind a spin. The emptiest turn creeps
+    /// up by 1/32 a pulse, so it follows the machine (and one freak short turn does not make
+    /// every later turn look busy: a loop that never spins holds the GIL from its callers).
     fn quiet_turn(&self, now: u64) -> bool {
         let last = self.last_end.load(Ordering::Relaxed);
         if last == 0 {
             return false;
         }
         let turn = now.saturating_sub(last);
-        let empty = self.empty_turn.load(Ordering::Relaxed).min(turn);
+        let before = self.empty_turn.load(Ordering::Relaxed);
+        let empty = turn.min(before.saturating_add(before / 32));
         self.empty_turn.store(empty, Ordering::Relaxed);
-        turn <= empty.saturating_mul(2)
+        turn <= empty
+            .saturating_mul(2)
+            .max(empty.saturating_add(QUIET_MARGIN_NANOS))
     }
 
     /// Whether to pulse again: drains what came, spinning one slice for it first.

@@ -9,8 +9,9 @@
 //! is returned at once, as the real `select` would have. Only then does it block in the real
 //! `select()`, marked idle, so callers know to wake it.
 //!
-//! Selectors with no descriptor of their own (`select`- and `poll`-based) are looked at with
-//! a zero-timeout `select` between short slices of the spin instead. Other loops (uvloop,
+//! Selectors with no epoll descriptor (`select`- and `poll`-based ones, and any outside
+//! Linux) are looked at with a zero-timeout `select` between short slices of the spin
+//! instead. Other loops (uvloop,
 //! loops blockon does not know) pulse instead (`pulse`). Everything but `select` is passed
 //! through to the real selector.
 
@@ -35,7 +36,7 @@ const SLICE: Duration = Duration::from_micros(5);
 #[pyclass(frozen, module = "blockon._blockon")]
 pub(crate) struct HotSelector {
     real: Py<PyAny>,
-    /// The real selector's descriptor (epoll, kqueue), readable while it has events.
+    /// The real selector's epoll descriptor, readable while it has events.
     io: Option<RawFd>,
     core: Arc<Core>,
     /// The loop thread's `_drain`, called from `select` itself.
@@ -48,10 +49,7 @@ impl HotSelector {
         core.inbox.watch();
         deferred_wake::set_deferring(true);
         gil_hint::configure(real.py());
-        let io = real
-            .call_method0(intern!(real.py(), "fileno"))
-            .and_then(|fd| fd.extract())
-            .ok();
+        let io = loop_spin::poller_fd(real, "fileno");
         Self {
             real: real.clone().unbind(),
             io,
@@ -158,6 +156,13 @@ impl HotSelector {
     fn select<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
         let inbox = &self.core.inbox;
         if timeout.is_some_and(|t| t <= 0.0) {
+            // The loop has callbacks ready and only looks for I/O in passing: one `poll` on
+            // the real selector's descriptor says whether there is any, for a fraction of a
+            // call into the real selector (a Python method), at every turn of a busy loop.
+            if self.io.is_some_and(|fd| !loop_spin::io_ready(fd)) && !inbox.has_jobs() {
+                deferred_wake::flush_detached(py);
+                return Ok(PyList::empty(py).into_any());
+            }
             return self.select_real(py, timeout);
         }
         let start = Instant::now();
