@@ -112,7 +112,12 @@ def drive_until(
 
     timer = loop.call_later(max(timeout, 0.0), expire) if timeout is not None else None
     outer_cancels = outer.cancelling() if outer is not None else 0
-    outer_cancelled = False
+    # A cancellation of the caller's task requested during its current step, before the
+    # count above was taken (Ctrl-C under asyncio.run() during the work's eager first step,
+    # say), is not delivered yet: it is for this work too, as for an await.
+    outer_cancelled = outer is not None and getattr(outer, "_must_cancel", False) is True
+    if outer_cancelled:
+        cancel()
     if outer is not None:
         _leave_task(loop, outer)
     try:
