@@ -599,7 +599,7 @@ async def test_a_loop_of_its_own_refuses_a_coroutine_given_the_paused_loops_task
         message = str(info.value)
         assert "loop.run_until_complete() runs wait() on an event loop of its own" in message
         assert "its argument 'fs' holds <Task" in message
-        assert "paused until loop.run_until_complete() returns" in message
+        assert "that loop is paused until the call returns: it would wait forever" in message
     finally:
         other.close()
     assert await task == "outer task"
@@ -725,6 +725,37 @@ def test_sync_code_on_blockons_loop_thread_runs_asyncio_run_there(patched, reent
         return value, inner_loop is loop is target.loop
 
     assert target.run(main()) == ("on the loop thread", True)
+
+
+def test_a_loop_of_its_own_on_blockons_loop_thread_leaves_it_serving(patched, reentrant_target):
+    """Runner.run in sync code on the loop thread: the runner's loop runs in a worker thread
+    while the loop thread keeps running, so blockon calls to it, from inside that run and
+    from other threads, are served."""
+    target = reentrant_target
+    served = threading.Event()
+
+    async def leaf(value):
+        return value, threading.current_thread().name
+
+    async def inside_the_runner():
+        # Sync code on the runner's loop, calling blockon's loop thread.
+        def from_another_thread():
+            target.run(leaf("other"))
+            served.set()
+
+        other = threading.Thread(target=from_another_thread)
+        other.start()
+        await asyncio.to_thread(other.join, HANG)
+        return target.run(leaf("inside"), timeout=HANG), asyncio.get_running_loop()
+
+    async def on_the_loop_thread():
+        with asyncio.Runner() as runner:
+            (value, where), runner_loop = runner.run(inside_the_runner())
+            return value, where, runner_loop is runner.get_loop() is not target.loop
+
+    value, where_it_ran, own_loop = target.run(on_the_loop_thread(), timeout=HANG)
+    assert (value, where_it_ran, own_loop) == ("inside", target.thread.name, True)
+    assert served.is_set()
 
 
 # --- uvloop: what can run elsewhere does, the rest is refused at once ------------------------

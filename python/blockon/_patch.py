@@ -12,8 +12,9 @@ asks whether a loop runs in the calling thread; where none does (and after
 - ``asyncio.run`` runs the coroutine there too, re-entrantly, unless ``loop_factory=`` asks
   for a loop of another kind or the loop cannot be re-entered (uvloop);
 - otherwise (``Runner.run``, ``run_until_complete`` on another loop, the two cases above)
-  the work runs on a loop of its own, in this thread, by asyncio's own code, with the
-  running loop set aside (paused) until it returns.
+  the work runs on a loop of its own, by asyncio's own code: in this thread, with the
+  running loop set aside (paused) until it returns; on blockon's own loop thread, which
+  must keep serving, in a worker thread.
 
 docs/reference.md, "patch_asyncio", is the contract; docs/guide-notebook.md says when to use
 it rather than ``blockon.run``.
@@ -34,6 +35,7 @@ from asyncio.events import _get_running_loop, _set_running_loop
 from . import _blockon
 from ._arguments import type_name
 from ._reentry import why_not_reentrant
+from ._running import in_a_loop_thread
 
 # typing is for the type checker only: CPython 3.14's asyncio no longer imports it, and at
 # run time it would add about 3 ms to `import blockon` (docs/how-it-works.md).
@@ -266,8 +268,9 @@ def _elsewhere(loop: asyncio.AbstractEventLoop, aw: Awaitable[T], why: str) -> T
 def _on_a_loop_of_its_own(
     paused: asyncio.AbstractEventLoop, what: str, aw: Any, why: str, start: Callable[[], T]
 ) -> T:
-    """``start()``, which runs another loop in this thread, with ``paused`` (the loop running
-    here) set aside until it returns; refused at once if ``aw`` waits for ``paused``."""
+    """``start()``, which runs another loop, in this thread with ``paused`` (the loop running
+    here) set aside until it returns, or on blockon's loop thread in a worker thread while
+    ``paused`` keeps running; refused at once if ``aw`` waits for ``paused``."""
     held = _held(paused, aw)
     if held is not None:
         name, future = held
@@ -275,10 +278,15 @@ def _on_a_loop_of_its_own(
         raise RuntimeError(
             f"{what} runs {aw.__qualname__}() on an event loop of its own here, because "
             f"{why}; but its argument {name!r} holds {future!r}, which belongs to the event "
-            f"loop running in this thread ({paused!r}). That loop is paused until {what} "
-            "returns, so the coroutine would wait for it forever. Await it from async code "
-            "instead."
+            f"loop running in this thread ({paused!r}). A coroutine on another loop cannot "
+            "wait for it, and that loop is paused until the call returns: it would wait "
+            "forever. Await it from async code instead."
         )
+    if in_a_loop_thread() and why_not_reentrant(paused) is None:
+        # blockon's own loop thread: paused, it would stall every thread that uses it, and
+        # a blockon call made from inside would wait for it forever. It keeps running
+        # instead, while the other loop runs in a worker thread.
+        return _nested(asyncio.to_thread(start))
     with _set_aside(paused):
         return start()
 

@@ -219,6 +219,11 @@ def _close_all_at_exit() -> None:
             loop_thread._wait_closed(SHUTDOWN_STEP_TIMEOUT)
 
 
+def in_a_loop_thread() -> bool:
+    """Whether the calling thread is one of blockon's loop threads, inside its loop."""
+    return any(loop_thread._in_loop_thread() for loop_thread in list(_live))
+
+
 def _raised_by_blockon(exc: BaseException) -> bool:
     """Whether ``exc`` was raised by blockon itself, not by user code it ran (whose frames
     would come last in the traceback)."""
