@@ -34,7 +34,7 @@ from asyncio.events import _get_running_loop, _set_running_loop
 
 from . import _blockon
 from ._arguments import type_name
-from ._reentry import why_not_reentrant
+from ._reentry import task_left, why_not_reentrant
 from ._running import in_a_loop_thread
 
 # typing is for the type checker only: CPython 3.14's asyncio no longer imports it, and at
@@ -293,8 +293,8 @@ def _on_a_loop_of_its_own(
 
 @contextlib.contextmanager
 def _set_aside(paused: asyncio.AbstractEventLoop) -> Iterator[None]:
-    """No loop runs in this thread meanwhile, as far as asyncio can tell, so that another can
-    run; ``paused`` is the running loop again afterwards.
+    """No loop and no task run in this thread meanwhile, as far as asyncio can tell, so that
+    another loop can run here; ``paused`` and its task are running again afterwards.
 
     Ctrl-C: where the running loop came from ``asyncio.run`` (its Runner's SIGINT handler,
     which cancels only its own main task, is installed), Python's default one is put back
@@ -303,11 +303,14 @@ def _set_aside(paused: asyncio.AbstractEventLoop) -> Iterator[None]:
     outer_handler = _runner_sigint_handler()
     if outer_handler is not None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    _set_running_loop(None)
     try:
-        yield
+        with task_left(paused):
+            _set_running_loop(None)
+            try:
+                yield
+            finally:
+                _set_running_loop(paused)
     finally:
-        _set_running_loop(paused)
         if outer_handler is not None and signal.getsignal(signal.SIGINT) is (
             signal.default_int_handler
         ):
