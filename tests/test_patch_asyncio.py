@@ -861,6 +861,8 @@ CALLS = {
 OUTERS = {
     "asyncio.run": "asyncio.run(main())",
     "uvloop.run": "import uvloop; uvloop.run(main())",
+    # No Runner: Python's default handler raises KeyboardInterrupt inside the nested run.
+    "run_until_complete": "asyncio.new_event_loop().run_until_complete(main())",
 }
 
 
