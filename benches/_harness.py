@@ -281,8 +281,9 @@ def _all_tids() -> list[int]:
 
 
 @contextlib.contextmanager
-def placed(p: Placement, loop_tids: Iterable[int]) -> Iterator[None]:
-    """Pin the calling thread and the given loop threads (native ids) for the block.
+def placed(p: Placement, loop_tids: Iterable[int], callers: Iterable[int] = ()) -> Iterator[None]:
+    """Pin the calling thread (and ``callers``, other calling threads) and the given loop
+    threads (native ids) for the block.
 
     On exit every thread of the process gets the original CPU set back, including any that
     was started inside the block (threads inherit their creator's pinning).
@@ -295,7 +296,8 @@ def placed(p: Placement, loop_tids: Iterable[int]) -> Iterator[None]:
     me = threading.get_native_id()
     tids = set(loop_tids)
     try:
-        _set_affinity(me, {p.caller})
+        for t in {me, *callers}:
+            _set_affinity(t, {p.caller})
         for t in tids:
             _set_affinity(t, {p.loops})
         yield
@@ -479,11 +481,15 @@ class Section:
     notes: list[str] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
     data: dict[str, object] = field(default_factory=dict)
+    #: More tables, shown after the main one, before the notes: (caption, table) pairs.
+    extra: list[tuple[str, Table]] = field(default_factory=list)
 
     def text(self) -> str:
         out = [f"== {self.title}", *wrap(self.intro, "   ")]
         if self.table is not None:
             out += ["", self.table.text()]
+        for caption, table in self.extra:
+            out += ["", *wrap(caption, "   "), "", table.text()]
         if self.notes:
             out += ["", *(f"  * {n}" for n in self.notes)]
         if self.targets:
@@ -494,6 +500,8 @@ class Section:
         out = [f"### {self.title}", "", self.intro, ""]
         if self.table is not None:
             out += [self.table.markdown(), ""]
+        for caption, table in self.extra:
+            out += [caption, "", table.markdown(), ""]
         if self.notes:
             out += [*(f"- {n}" for n in self.notes), ""]
         if self.targets:

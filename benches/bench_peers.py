@@ -57,7 +57,6 @@ import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
 from typing import IO, Any
 
 import _harness as h
@@ -469,40 +468,8 @@ def _measure_stream(cfg: h.Config, child: NestChild | None) -> tuple[dict[str, l
 # --------------------------------------------------------------------------- section
 
 
-@dataclass
-class PeersSection(h.Section):
-    """A section with more than one table: ``extra`` holds (caption, table) pairs shown
-    after the main table, before the notes."""
-
-    extra: list[tuple[str, h.Table]] = field(default_factory=list)
-
-    def text(self) -> str:
-        out = [f"== {self.title}", *h.wrap(self.intro, "   ")]
-        if self.table is not None:
-            out += ["", self.table.text()]
-        for caption, table in self.extra:
-            out += ["", *h.wrap(caption, "   "), "", table.text()]
-        if self.notes:
-            out += ["", *(f"  * {n}" for n in self.notes)]
-        if self.targets:
-            out += ["", *(f"  {t.line()}" for t in self.targets)]
-        return "\n".join(out) + "\n"
-
-    def markdown(self) -> str:
-        out = [f"### {self.title}", "", self.intro, ""]
-        if self.table is not None:
-            out += [self.table.markdown(), ""]
-        for caption, table in self.extra:
-            out += [caption, "", table.markdown(), ""]
-        if self.notes:
-            out += [*(f"- {n}" for n in self.notes), ""]
-        if self.targets:
-            out += [*(f"- **{t.verdict}** {t.label}: {t.detail}" for t in self.targets), ""]
-        return "\n".join(out)
-
-
 def bench_peers(cfg: h.Config) -> h.Section:
-    sec = PeersSection(
+    sec = h.Section(
         "peers",
         "Peers: blockon against the libraries users pick instead",
         "Per-call overhead of a coroutine that returns at once (`async def noop(): return "

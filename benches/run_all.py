@@ -25,12 +25,14 @@ from pathlib import Path
 
 import _chart
 import _harness as h
-import bench_fanout  # fan-out section (issue 4)
+import bench_fanout
+import bench_idle
 import bench_import
 import bench_memory
-import bench_peers  # peers: blockon against the libraries users pick instead (issue 6)
+import bench_peers
 import bench_run
 import bench_stream
+import bench_workloads
 import per_version
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,13 +40,19 @@ DOC = ROOT / "docs" / "benchmarks.md"
 CHART = ROOT / "docs" / "benchmarks.png"
 BEGIN = "<!-- BEGIN RESULTS: written by `python benches/run_all.py --write`; edits are lost -->"
 END = "<!-- END RESULTS -->"
+HEAD_BEGIN = (
+    "<!-- BEGIN HEADLINE: written by `python benches/run_all.py --write`; edits are lost -->"
+)
+HEAD_END = "<!-- END HEADLINE -->"
 
 SECTIONS: dict[str, Callable[[h.Config], h.Section]] = {
+    **bench_workloads.SECTIONS,  # realistic coroutines, 1/4/16 threads, both loop types
     **bench_run.SECTIONS,
     "stream": bench_stream.bench_stream,
-    "fanout": bench_fanout.bench_fanout,  # gather of 10,000 sleeping coroutines (issue 4)
+    "fanout": bench_fanout.bench_fanout,  # gather of 10,000 sleeping coroutines
     **bench_peers.SECTIONS,
     "memory": bench_memory.bench_memory,
+    **bench_idle.SECTIONS,
     "import": bench_import.bench_import,
 }
 
@@ -144,6 +152,32 @@ def render_markdown(
     return "\n".join(out) + "\n"
 
 
+def render_headline(m: dict[str, str], sections: list[h.Section]) -> str | None:
+    """The top of docs/benchmarks.md: the realistic workloads' tables and targets."""
+    s = next((s for s in sections if s.key == "workloads"), None)
+    if s is None or s.table is None:
+        return None
+    out = [
+        HEAD_BEGIN,
+        "",
+        "## Realistic coroutines: the headline",
+        "",
+        f"Measured {m['date']} on {m['cpu']}, {m['cores']} cores, {m['os']}, {m['python']}, "
+        f"blockon {m['blockon']}, uvloop {m['uvloop']}. Machine load while the benchmarks ran: "
+        f"{m.get('load', 'not measured')}. Method, every other section and the full target "
+        "list: [Results](#results) below.",
+        "",
+        s.intro,
+        "",
+        s.table.markdown(),
+        "",
+    ]
+    for caption, table in s.extra[:1]:
+        out += [caption, "", table.markdown(), ""]
+    out += [*(f"- **{t.verdict}** {t.label}: {t.figures}" for t in s.targets), "", HEAD_END]
+    return "\n".join(out) + "\n"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="Run blockon's benchmarks side by side.")
     ap.add_argument("--quick", action="store_true", help="a fast smoke run (not for --write)")
@@ -215,6 +249,9 @@ def main() -> int:
         print(f"wrote {args.row_json}")
     if args.write:
         h.replace_block(DOC, BEGIN, END, render_markdown(m, sections, cfg, secs))
+        headline = render_headline(m, sections)
+        if headline is not None:
+            h.replace_block(DOC, HEAD_BEGIN, HEAD_END, headline, before="## What is measured")
         print(f"wrote {DOC.relative_to(ROOT)}")
         why = _chart.write_chart(sections, CHART)
         print(why or f"wrote {CHART.relative_to(ROOT)}")

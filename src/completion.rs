@@ -10,12 +10,13 @@
 //! task would be a cycle that Python's garbage collector cannot see through Rust.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use pyo3::prelude::*;
 use pyo3::types::PyWeakrefReference;
 
+use crate::deferred_wake;
 use crate::waiter::Waitable;
 
 /// Locks a mutex, ignoring poisoning: every critical section here only moves plain data, so a
@@ -47,19 +48,34 @@ impl<T> Default for Slot<T> {
 impl<T> Slot<T> {
     /// Stores `value` unless the slot is already complete; returns whether it was stored.
     pub(crate) fn complete(&self, value: T) -> bool {
+        let (stored, parked) = self.complete_quietly(value);
+        if parked {
+            self.wake();
+        }
+        stored
+    }
+
+    /// Stores `value` unless the slot is already complete, without waking a parked waiter;
+    /// returns whether it was stored, and whether a waiter is parked and must be woken
+    /// ([`Slot::wake`]). A waiter sets `parked` under the mutex before it checks `done` and
+    /// sleeps, so it is either seen here or sees `done` itself; no wake-up (a system call)
+    /// otherwise.
+    pub(crate) fn complete_quietly(&self, value: T) -> (bool, bool) {
         let mut guard = lock(&self.value);
         if self.done.load(Ordering::Relaxed) {
-            return false;
+            return (false, false);
         }
         *guard = Some(value);
         self.done.store(true, Ordering::Release);
         drop(guard);
-        // A waiter sets `parked` under the mutex before it checks `done` and sleeps, so it
-        // is either seen here or sees `done` itself; no notify (a system call) otherwise.
-        if self.parked.load(Ordering::Acquire) {
-            self.ready.notify_all();
-        }
-        true
+        (true, self.parked.load(Ordering::Acquire))
+    }
+
+    /// Wakes the waiter parked on a complete slot. (`done` was set under the mutex, which a
+    /// waiter holds from its check of `done` until it sleeps, so this cannot fall between
+    /// the two.)
+    pub(crate) fn wake(&self) {
+        self.ready.notify_all();
     }
 
     /// Whether a value has been stored (it may have been taken since).
@@ -159,12 +175,21 @@ impl Call {
         self.outcome.complete(outcome);
         lock(&self.task).take();
     }
+
+    /// `settle`, on the loop thread that runs the call: a parked caller is woken once the
+    /// loop thread lets go of the GIL (`deferred_wake`), not while it still holds it.
+    pub(crate) fn settle_from_loop(self: &Arc<Self>, outcome: Outcome) {
+        let (_, parked) = self.outcome.complete_quietly(outcome);
+        lock(&self.task).take();
+        if parked {
+            deferred_wake::wake_later(self);
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use std::thread;
     use std::time::Duration;
 

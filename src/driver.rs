@@ -47,6 +47,9 @@ pub(crate) struct Driver {
     target: Target,
     /// What the eager first step yielded, handed to the task on its first step.
     pending: Mutex<Option<Py<PyAny>>>,
+    /// The task's own first step was queued after everything the eager step queued (see
+    /// `resume`).
+    first_step_last: AtomicBool,
     /// The awaitable has finished (and its outcome is settled).
     finished: AtomicBool,
     /// The fork generation it was made in (see `callerless_exit`).
@@ -59,6 +62,7 @@ impl Driver {
             inner: inner.unbind(),
             target,
             pending: Mutex::new(None),
+            first_step_last: AtomicBool::new(false),
             finished: AtomicBool::new(false),
             generation: fork::generation(),
         }
@@ -83,7 +87,7 @@ impl Driver {
 
     fn settle(&self, py: Python<'_>, outcome: Outcome) {
         match &self.target {
-            Target::Call(call) => call.settle(outcome),
+            Target::Call(call) => call.settle_from_loop(outcome),
             Target::Future(future) => {
                 let (kind, value) = match outcome {
                     Outcome::Value(v) => ("result", v),
@@ -108,15 +112,30 @@ impl Driver {
                 || err.is_instance_of::<PyKeyboardInterrupt>(py))
     }
 
+    /// The task's own first step is queued after whatever the eager step queues (the eager
+    /// step held it back and queues it again after).
+    pub(crate) fn mark_first_step_last(&self) {
+        self.first_step_last.store(true, Ordering::Release);
+    }
+
     /// Whether the awaitable has finished (so the task's next step only ends the task).
     pub(crate) fn is_finished(&self) -> bool {
         self.finished.load(Ordering::Acquire)
     }
 
     /// The task's step: hands over what the eager step yielded, or steps the awaitable.
+    ///
+    /// A bare yield (`None`, what `asyncio.sleep(0)` yields) asks only that everything ready
+    /// on the loop run before the awaitable goes on. Where the task's own first step was
+    /// queued after everything the eager step queued (`mark_first_step_last`), that has
+    /// happened by the time this first step runs, so the awaitable goes on at once instead
+    /// of waiting one more turn of the loop. Elsewhere (uvloop, whose ready queue cannot be
+    /// reordered) the yield is handed over, and the task waits its turn.
     fn resume(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         if let Some(yielded) = lock(&self.pending).take() {
-            return Ok(yielded);
+            if !yielded.is_none(py) || !self.first_step_last.load(Ordering::Acquire) {
+                return Ok(yielded);
+            }
         }
         if self.is_finished() {
             return Err(PyStopIteration::new_err(()));

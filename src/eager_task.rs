@@ -97,6 +97,7 @@ fn start_eagerly(
     ready: &Bound<'_, PyAny>,
     held: Bound<'_, PyAny>,
 ) -> PyResult<()> {
+    driver.get().mark_first_step_last();
     let stepped = start_eagerly_unheld(event_loop, task, driver, context);
     let requeued = ready.call_method1(intern!(event_loop.py(), "append"), (held,));
     stepped.and(requeued.map(drop))

@@ -9,10 +9,12 @@
 //!   coroutine. `timeout`: the one `timeout=` rule. `awaitable`: checking awaitables.
 //! - `lifecycle`: a loop thread's states and interpreter exit. `fork`: which process state
 //!   belongs to. `job`: work for a loop
-//!   thread. `inbox`: the submission queue and its wake-ups. `selector`: the loop's
-//!   spin-before-sleep selector.
+//!   thread. `inbox`: the submission queue and its wake-ups. `loop_spin`: the loop thread's
+//!   spin for work before it sleeps, from the stdlib loops' `selector` or from `pulse`s on
+//!   other loops (uvloop, loops blockon does not know).
 //! - `blocking`: blocking calls (waiting, timeouts, Ctrl-C). `waiter`: the GIL-free wait.
-//!   `completion`: the slots callers wait on.
+//!   `completion`: the slots callers wait on. `deferred_wake`: waking parked callers once
+//!   the loop thread lets go of the GIL. `gil_hint`: whether a caller holds the GIL.
 //! - `driver`: the native coroutine that settles outcomes. `eager_task`: starting its task
 //!   with the first step at once. `stepping`: sending into awaitables. `reentry`: running
 //!   re-entrantly on the caller's own loop. `to_thread_home`: `to_thread` workers' home loop.
@@ -26,15 +28,19 @@ mod blocking;
 mod completion;
 mod context_bridge;
 mod default;
+mod deferred_wake;
 mod driver;
 mod eager_task;
 mod fork;
+mod gil_hint;
 mod inbox;
 mod iter_bridge;
 mod job;
 mod lifecycle;
+mod loop_spin;
 mod loop_thread;
 mod prefetch;
+mod pulse;
 mod py;
 mod reentry;
 mod run_args;
@@ -70,7 +76,11 @@ mod _blockon {
     #[pymodule_export]
     use crate::lifecycle::_interpreter_exiting;
     #[pymodule_export]
+    use crate::loop_spin::_set_spin;
+    #[pymodule_export]
     use crate::loop_thread::LoopThreadBase;
+    #[pymodule_export]
+    use crate::pulse::Pulser;
     #[pymodule_export]
     use crate::selector::HotSelector;
     #[pymodule_export]

@@ -23,14 +23,16 @@ use pyo3::types::{PyDict, PyTuple};
 use crate::awaitable::{check_loop, discard, is_coroutine, prepare};
 use crate::blocking::{self, Api, Limit, Waiting};
 use crate::completion::{lock, Outcome};
+use crate::deferred_wake;
 use crate::driver::{Driver, Target};
 use crate::eager_task::spawn_task;
 use crate::job::Job;
 use crate::lifecycle::{closed_error, CloseStep, Core, Lifecycle};
+use crate::pulse::Pulser;
 use crate::py::{cached, type_name};
 use crate::reentry::run_nested;
 use crate::run_args::{self, RunArgs};
-use crate::selector::{self, HotSelector};
+use crate::selector::HotSelector;
 use crate::timeout::{self, deadline_after};
 use crate::to_thread_home::home_loop;
 
@@ -381,7 +383,7 @@ impl LoopThreadBase {
     }
 
     /// Loop thread: wraps the loop's selector so the loop spins briefly before it sleeps.
-    fn _hot_selector(slf: &Bound<'_, Self>, real: Py<PyAny>) -> PyResult<HotSelector> {
+    fn _hot_selector(slf: &Bound<'_, Self>, real: &Bound<'_, PyAny>) -> PyResult<HotSelector> {
         let core = slf
             .get()
             .life
@@ -391,25 +393,16 @@ impl LoopThreadBase {
         Ok(HotSelector::new(real, core, drain))
     }
 
-    /// Loop thread (loops without a wrappable selector): callers wake this loop only while
-    /// it is idle; the loop reports that through pulses. Starts idle.
-    fn _watch_pulsed(&self) -> PyResult<()> {
-        let core = self
+    /// Loop thread (loops without a wrappable selector): the pulses that keep the loop awake
+    /// while it is busy; its `wake` is the inbox's reader callback.
+    fn _pulser(slf: &Bound<'_, Self>) -> PyResult<Pulser> {
+        let core = slf
+            .get()
             .life
             .attached()
             .ok_or_else(|| PyRuntimeError::new_err("no loop attached"))?;
-        core.inbox.watch();
-        core.inbox.set_idle(true);
-        Ok(())
-    }
-
-    /// Loop thread: one pulse (see `selector::pulse`); whether to pulse again.
-    fn _pulse(slf: &Bound<'_, Self>) -> PyResult<bool> {
-        let Some(core) = slf.get().life.attached() else {
-            return Ok(false);
-        };
-        let drain = slf.getattr(intern!(slf.py(), "_drain"))?;
-        selector::pulse(slf.py(), &core, &drain)
+        let drain = slf.getattr(intern!(slf.py(), "_drain"))?.unbind();
+        Ok(Pulser::new(core, drain, slf.py()))
     }
 
     /// Loop thread: ready for work.
@@ -427,18 +420,6 @@ impl LoopThreadBase {
         self.drain(py)
     }
 
-    /// Loop thread: woken by the reader (loops without a wrappable selector): drains, and
-    /// says whether to start pulsing.
-    fn _wake(&self, py: Python<'_>) -> PyResult<bool> {
-        self.drain(py)?;
-        let Some(core) = self.life.attached() else {
-            return Ok(false);
-        };
-        let was_idle = core.inbox.is_idle();
-        core.inbox.set_idle(false);
-        Ok(was_idle)
-    }
-
     /// Loop thread, shutting down: refuses new work and cancels what never started.
     fn _shutdown_inbox(&self, py: Python<'_>) {
         let Some(core) = self.life.attached() else {
@@ -450,7 +431,8 @@ impl LoopThreadBase {
     }
 
     /// Loop thread: the loop is shut down and closed.
-    fn _stopped(&self) {
+    fn _stopped(&self, py: Python<'_>) {
+        deferred_wake::flush_detached(py);
         self.life.stopped();
     }
 

@@ -1,18 +1,20 @@
-//! The selector wrapper (the "hot selector"): lets blockon's own loop thread find new work
-//! without being woken.
+//! The selector wrapper (the "hot selector") of the stdlib selector event loops blockon runs:
+//! lets blockon's own loop thread find new work without being woken.
 //!
-//! Waking a thread that sleeps in `epoll_wait` costs tens of microseconds on a virtual
-//! machine, more than everything else in a `run()` call together. So on a loop thread that
-//! has been busy in the last few milliseconds, the loop's selector first spins for a short
-//! while with the GIL released, watching the inbox; work that arrives meanwhile is picked up
-//! at once, and its callers never write the wake-up byte (the inbox knows the loop is awake).
-//! Only then does the selector block in the real `select()`, marked idle, so callers know to
-//! wake it. A loop that has been quiet does not spin at all, so an idle program costs nothing.
+//! When the loop is about to block (its ready queue is empty: asyncio asks the selector to
+//! wait only then) and has been busy in the last few milliseconds, `select` first spins for
+//! a short while with the GIL released (`loop_spin`), watching the inbox and the real
+//! selector's own descriptor. New jobs are drained at once, and their callers never write the
+//! wake-up byte (the inbox knows the loop is awake); I/O that becomes ready ends the spin and
+//! is returned at once, as the real `select` would have. Only then does it block in the real
+//! `select()`, marked idle, so callers know to wake it.
 //!
-//! This wraps the `_selector` of the stdlib selector event loops blockon runs (other loops,
-//! such as uvloop, keep the plain wake-up byte and the reader callback). Everything but `select` is
-//! passed through to the real selector.
+//! Selectors with no descriptor of their own (`select`- and `poll`-based) are looked at with
+//! a zero-timeout `select` between short slices of the spin instead. Other loops (uvloop,
+//! loops blockon does not know) pulse instead (`pulse`). Everything but `select` is passed
+//! through to the real selector.
 
+use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,73 +23,41 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
-use crate::inbox::Inbox;
+use crate::deferred_wake;
+use crate::gil_hint;
 use crate::lifecycle::Core;
-use crate::waiter;
+use crate::loop_spin::{self, Found, HOT_FOR_NANOS};
 
-/// How long the loop spins for new work before it blocks.
-const SPIN: Duration = Duration::from_micros(50);
-
-/// How recently the loop must have taken work for it to spin at all.
-const HOT_FOR_NANOS: u64 = 2_000_000;
-
-/// For loops whose selector cannot be wrapped (uvloop): one pulse, run as a loop callback
-/// after the inbox was drained. While the loop has been busy, it spins (GIL released) for
-/// new work and drains it; it returns whether to run again soon (`loop.call_soon`). When
-/// no work came, it marks the loop idle, so callers wake it with the byte again. Between
-/// pulses the loop runs its other callbacks and I/O as usual; a pulse holds it for at most
-/// one spin.
-pub(crate) fn pulse(py: Python<'_>, core: &Core, drain: &Bound<'_, PyAny>) -> PyResult<bool> {
-    let inbox = &core.inbox;
-    if inbox.busy_within(HOT_FOR_NANOS) && spin_for_jobs(py, inbox, Instant::now() + SPIN) {
-        drain.call0()?;
-        return Ok(true);
-    }
-    if idle_unless_jobs(inbox) {
-        return Ok(false);
-    }
-    drain.call0()?;
-    Ok(true)
-}
-
-/// Spins with the GIL released until a job is queued or `end` passes; returns whether one
-/// is. Meanwhile the inbox says the loop thread does not hold the GIL, so a caller whose
-/// result is in takes it back at once instead of holding off for it.
-fn spin_for_jobs<J: Send>(py: Python<'_>, inbox: &Inbox<J>, end: Instant) -> bool {
-    let found = py.detach(|| {
-        inbox.set_detached(true);
-        let found = waiter::spin_until(end, || inbox.has_jobs());
-        inbox.set_detached(found);
-        found
-    });
-    inbox.set_detached(false);
-    found
-}
-
-/// Marks the loop idle (callers wake it from now on) unless jobs arrived first; returns
-/// whether it is idle. The check comes after the mark, so a job pushed meanwhile is either
-/// seen here or wakes the loop.
-fn idle_unless_jobs<J>(inbox: &Inbox<J>) -> bool {
-    inbox.set_idle(true);
-    if inbox.has_jobs() {
-        inbox.set_idle(false);
-        return false;
-    }
-    true
-}
+/// For selectors without a descriptor: how long each slice of the spin is, between looks at
+/// the real selector.
+const SLICE: Duration = Duration::from_micros(5);
 
 #[pyclass(frozen, module = "blockon._blockon")]
 pub(crate) struct HotSelector {
     real: Py<PyAny>,
+    /// The real selector's descriptor (epoll, kqueue), readable while it has events.
+    io: Option<RawFd>,
     core: Arc<Core>,
     /// The loop thread's `_drain`, called from `select` itself.
     drain: Py<PyAny>,
 }
 
 impl HotSelector {
-    pub(crate) fn new(real: Py<PyAny>, core: Arc<Core>, drain: Py<PyAny>) -> Self {
+    /// On the loop thread.
+    pub(crate) fn new(real: &Bound<'_, PyAny>, core: Arc<Core>, drain: Py<PyAny>) -> Self {
         core.inbox.watch();
-        Self { real, core, drain }
+        deferred_wake::set_deferring(true);
+        gil_hint::configure(real.py());
+        let io = real
+            .call_method0(intern!(real.py(), "fileno"))
+            .and_then(|fd| fd.extract())
+            .ok();
+        Self {
+            real: real.clone().unbind(),
+            io,
+            core,
+            drain,
+        }
     }
 
     /// Runs the inbox's jobs here, outside any handle. Why not through the reader callback
@@ -134,12 +104,39 @@ impl HotSelector {
         Ok((kept, found))
     }
 
+    /// Spins until `end` for new jobs (drained; no events) or I/O (its events); `None` if
+    /// neither came.
+    fn spin<'py>(&self, py: Python<'py>, end: Instant) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let inbox = &self.core.inbox;
+        loop {
+            let slice_end = match self.io {
+                Some(_) => end,
+                None => end.min(Instant::now() + SLICE),
+            };
+            match loop_spin::spin_for_work(py, inbox, self.io, slice_end) {
+                Found::Jobs => {
+                    self.drain(py)?;
+                    return Ok(Some(PyList::empty(py).into_any()));
+                }
+                Found::Io => return self.select_real(py, Some(0.0)).map(Some),
+                Found::Nothing if self.io.is_none() && Instant::now() < end => {
+                    let events = self.select_real(py, Some(0.0))?;
+                    if !events.is_empty()? {
+                        return Ok(Some(events));
+                    }
+                }
+                Found::Nothing => return Ok(None),
+            }
+        }
+    }
+
     fn select_real<'py>(
         &self,
         py: Python<'py>,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let inbox = &self.core.inbox;
+        deferred_wake::flush_detached(py);
         // The real select releases the GIL as it blocks; say so a moment early.
         inbox.set_detached(true);
         let events = self
@@ -160,23 +157,24 @@ impl HotSelector {
     #[pyo3(signature = (timeout=None))]
     fn select<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
         let inbox = &self.core.inbox;
-        let blocking = !timeout.is_some_and(|t| t <= 0.0);
-        if blocking && inbox.busy_within(HOT_FOR_NANOS) {
-            let end =
-                Instant::now() + timeout.map_or(SPIN, |t| SPIN.min(Duration::from_secs_f64(t)));
-            if spin_for_jobs(py, inbox, end) {
-                self.drain(py)?;
-                return Ok(PyList::empty(py).into_any());
-            }
-        }
-        if !blocking {
+        if timeout.is_some_and(|t| t <= 0.0) {
             return self.select_real(py, timeout);
         }
-        if !idle_unless_jobs(inbox) {
+        let start = Instant::now();
+        if inbox.busy_within(HOT_FOR_NANOS) {
+            let spin = loop_spin::spin();
+            let spin = timeout.map_or(spin, |t| spin.min(Duration::from_secs_f64(t)));
+            if let Some(events) = self.spin(py, start + spin)? {
+                return Ok(events);
+            }
+        }
+        if !loop_spin::idle_unless_jobs(inbox) {
             self.drain(py)?;
             return Ok(PyList::empty(py).into_any());
         }
-        let events = self.select_real(py, timeout);
+        // The spin used part of the timeout (the time to the loop's next timer).
+        let left = timeout.map(|t| (t - start.elapsed().as_secs_f64()).max(0.0));
+        let events = self.select_real(py, left);
         inbox.set_idle(false);
         events
     }

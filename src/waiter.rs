@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 
+use crate::gil_hint;
+
 /// How long a waiter spins before it parks.
 const SPIN: Duration = Duration::from_micros(60);
 
@@ -129,6 +131,7 @@ pub(crate) fn wait(
     loop {
         let slice_end = slice_end(until);
         let first = start.take();
+        gil_hint::releasing();
         let done = py.detach(|| {
             if let Some(first) = first {
                 if let Some(kick) = first.kick {
@@ -141,6 +144,7 @@ pub(crate) fn wait(
             }
             target.park_until(slice_end)
         });
+        gil_hint::taken();
         if done {
             return Ok(Wake::Done);
         }

@@ -49,13 +49,29 @@ def debug_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
+def generic_loop() -> asyncio.AbstractEventLoop:
+    """A loop blockon does not know: uvloop's, with the one private method blockon looks for
+    on it (its poller's descriptor) hidden, so that blockon drives it as it drives any loop it
+    does not know. Skips the test where uvloop is missing."""
+    uvloop = pytest.importorskip("uvloop")
+
+    class UnknownLoop(uvloop.Loop):  # type: ignore[misc, name-defined]
+        @property
+        def _get_backend_id(self) -> Any:
+            raise AttributeError("_get_backend_id")
+
+    return UnknownLoop()
+
+
 def loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop]:
-    """The loop factory of a kind: "asyncio" (a debug stdlib loop) or "uvloop" (skips the
-    test where uvloop is missing)."""
+    """The loop factory of a kind: "asyncio" (a debug stdlib loop), "uvloop" or "generic"
+    (see `generic_loop`); the last two skip the test where uvloop is missing."""
     if kind == "uvloop":
         return pytest.importorskip("uvloop").new_event_loop  # type: ignore[no-any-return]
     if kind == "asyncio":
         return debug_loop
+    if kind == "generic":
+        return generic_loop
     raise ValueError(f"no loop kind {kind!r}")
 
 

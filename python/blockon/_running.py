@@ -100,9 +100,9 @@ class LoopRunner(LoopThreadBase):
                 loop.add_reader(fd, self._drain)
                 loop._selector = self._hot_selector(loop._selector)  # type: ignore[attr-defined]
             else:
-                # Another loop (uvloop): woken by the reader, it pulses while busy.
-                self._watch_pulsed()
-                loop.add_reader(fd, self._on_wake, loop)
+                # Another loop (uvloop, or one blockon does not know): woken by the reader,
+                # it pulses while busy (see the engine's pulse).
+                loop.add_reader(fd, self._pulser().wake)
         except BaseException as exc:
             try:
                 if ours and loop is not None:
@@ -120,14 +120,6 @@ class LoopRunner(LoopThreadBase):
             raise
         finally:
             self._shut_down(loop, fd)
-
-    def _on_wake(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._wake():
-            loop.call_soon(self._pulse_on, loop)
-
-    def _pulse_on(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._pulse():
-            loop.call_soon(self._pulse_on, loop)
 
     def _shut_down(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
         self._shutdown_inbox()

@@ -1,0 +1,167 @@
+//! Pulses: how a loop thread stays awake for new work on loops whose selector blockon cannot
+//! wrap (uvloop, and loops blockon does not know).
+//!
+//! Such a loop is woken by the inbox's wake-up byte through a reader callback ([`Pulser::wake`]),
+//! which drains the inbox and starts pulsing: one pulse is one ready callback
+//! ([`Pulser::pulse`]) that drains what arrived, spins for one short slice with the GIL released
+//! (`loop_spin`, watching the inbox and, where the loop shows it, its poller's descriptor),
+//! and queues the next pulse with `call_soon`. Between two pulses the loop runs one whole
+//! iteration: its other ready callbacks (the steps of its tasks among them), its I/O (polled
+//! without blocking, because a pulse is always ready) and its timers. When no job has come
+//! for as long as a selector would spin (`loop_spin::spin`), the loop is marked idle and
+//! pulses stop: callers wake it with the byte again, and an idle program costs nothing.
+//!
+//! Why slices: a ready callback cannot see the loop's ready queue, so whatever a pulse does, the
+//! steps queued behind it wait for it. The first design spun for 50 µs in one pulse; a task
+//! that awaited once (`asyncio.sleep(0)`) had its next step queued behind that pulse, so
+//! every such call cost the whole spin and often a wake-up on top: ten times a call that did
+//! not await. A slice bounds that wait to [`SLICE`], and the loop's I/O is polled between
+//! slices anyway. uvloop shows its poller (`_get_backend_id()`, the libuv epoll descriptor),
+//! so there the slice also ends as soon as a socket has events.
+//!
+//! Rejected: a pulse that does not spin at all (the loop iterating back to back): the loop
+//! thread then holds the GIL almost all the time, and callers wait on CPython's GIL hand-off
+//! instead of finding it free.
+
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pyo3::intern;
+use pyo3::prelude::*;
+
+use crate::deferred_wake;
+use crate::gil_hint;
+use crate::inbox::now_nanos;
+use crate::lifecycle::Core;
+use crate::loop_spin;
+
+/// The longest one pulse spins: the longest a ready step of the loop's own waits behind it.
+const SLICE: Duration = Duration::from_micros(5);
+
+/// The pulses of one loop thread's loop.
+#[pyclass(frozen, module = "blockon._blockon")]
+pub(crate) struct Pulser {
+    core: Arc<Core>,
+    /// The loop thread's `_drain`.
+    drain: Py<PyAny>,
+    /// The loop's poller descriptor, where the loop shows it (uvloop).
+    io: Option<RawFd>,
+    /// When the last pulse ended (`inbox::now_nanos`); 0 before the first.
+    last_end: AtomicU64,
+    /// The shortest turn of the loop seen between two pulses: a turn with nothing else in it.
+    empty_turn: AtomicU64,
+}
+
+impl Pulser {
+    /// Pulses for `core`'s loop, which starts idle (callers wake it). On the loop thread.
+    pub(crate) fn new(core: Arc<Core>, drain: Py<PyAny>, py: Python<'_>) -> Self {
+        gil_hint::configure(py);
+        let io = core
+            .event_loop
+            .bind(py)
+            .call_method0(intern!(py, "_get_backend_id"))
+            .and_then(|fd| fd.extract())
+            .ok();
+        core.inbox.watch();
+        core.inbox.set_idle(true);
+        Self {
+            core,
+            drain,
+            io,
+            last_end: AtomicU64::new(0),
+            empty_turn: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// Whether the loop did nothing but this pulse since the last one: the time between them
+    /// is within twice the emptiest turn seen. A turn that ran anything else (a task's step,
+    /// an I/O callback, a timer) takes longer, and what it ran may have queued more steps,
+    /// which would wait behind a spin.
+    fn quiet_turn(&self, now: u64) -> bool {
+        let last = self.last_end.load(Ordering::Relaxed);
+        if last == 0 {
+            return false;
+        }
+        let turn = now.saturating_sub(last);
+        let empty = self.empty_turn.load(Ordering::Relaxed).min(turn);
+        self.empty_turn.store(empty, Ordering::Relaxed);
+        turn <= empty.saturating_mul(2)
+    }
+
+    /// Whether to pulse again: drains what came, spinning one slice for it first.
+    fn beat(&self, py: Python<'_>) -> PyResult<bool> {
+        let again = self.beat_once(py);
+        deferred_wake::flush_detached(py);
+        if matches!(again, Ok(false)) {
+            // The last pulse: nothing would flush a wake-up kept from now on.
+            deferred_wake::set_deferring(false);
+        }
+        self.last_end.store(now_nanos(), Ordering::Relaxed);
+        again
+    }
+
+    fn beat_once(&self, py: Python<'_>) -> PyResult<bool> {
+        let inbox = &self.core.inbox;
+        let hot_for = loop_spin::spin().as_nanos() as u64;
+        if !inbox.has_jobs() && inbox.busy_within(hot_for) && self.quiet_turn(now_nanos()) {
+            loop_spin::spin_for_work(py, inbox, self.io, Instant::now() + SLICE);
+        }
+        if inbox.has_jobs() {
+            self.drain.call0(py)?;
+            return Ok(true);
+        }
+        if inbox.busy_within(hot_for) {
+            return Ok(true);
+        }
+        if loop_spin::idle_unless_jobs(inbox) {
+            return Ok(false);
+        }
+        self.drain.call0(py)?;
+        Ok(true)
+    }
+}
+
+/// Queues the next pulse on the loop.
+fn schedule(slf: &Bound<'_, Pulser>) -> PyResult<()> {
+    let py = slf.py();
+    let pulse = slf.getattr(intern!(py, "pulse"))?;
+    slf.get()
+        .core
+        .event_loop
+        .bind(py)
+        .call_method1(intern!(py, "call_soon"), (pulse,))
+        .map(drop)
+}
+
+#[pymethods]
+impl Pulser {
+    /// The inbox's reader callback: the loop was idle and a caller woke it. Drains, and starts
+    /// pulsing unless pulses are still going.
+    fn wake(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let this = slf.get();
+        this.drain.call0(slf.py())?;
+        let inbox = &this.core.inbox;
+        if inbox.is_idle() {
+            inbox.set_idle(false);
+            deferred_wake::set_deferring(true);
+            schedule(slf)?;
+        }
+        Ok(())
+    }
+
+    /// One pulse (a ready callback); queues the next unless the loop went idle. A pulse that
+    /// failed (a forked child ending, which stops the loop) still queues the next, so that
+    /// pulses never stop while callers count on them.
+    fn pulse(slf: &Bound<'_, Self>) -> PyResult<()> {
+        match slf.get().beat(slf.py()) {
+            Ok(false) => Ok(()),
+            Ok(true) => schedule(slf),
+            Err(err) => {
+                schedule(slf)?;
+                Err(err)
+            }
+        }
+    }
+}
