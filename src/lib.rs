@@ -9,8 +9,9 @@
 //!   coroutine. `timeout`: the one `timeout=` rule. `awaitable`: checking awaitables.
 //! - `lifecycle`: a loop thread's states and interpreter exit. `fork`: which process state
 //!   belongs to. `job`: work for a loop
-//!   thread. `inbox`: the submission queue and its wake-ups. `selector`: the loop's
-//!   spin-before-sleep selector.
+//!   thread. `inbox`: the submission queue, and `wakeup`: how it wakes its loop (a socket on
+//!   Unix, `call_soon_threadsafe` anywhere). `selector`: the loop's spin-before-sleep
+//!   selector, and the pulses of loops without one.
 //! - `blocking`: blocking calls (waiting, timeouts, Ctrl-C). `waiter`: the GIL-free wait.
 //!   `completion`: the slots callers wait on.
 //! - `driver`: the native coroutine that settles outcomes. `eager_task`: starting its task
@@ -46,6 +47,7 @@ mod sync_step;
 mod timeout;
 mod to_thread_home;
 mod waiter;
+mod wakeup;
 
 /// `blockon._blockon`, as Python sees it.
 ///

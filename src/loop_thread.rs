@@ -374,9 +374,12 @@ impl LoopThreadBase {
         Ok(core.event_loop.bind(py).is(&running))
     }
 
-    /// Loop thread: its loop exists; returns the descriptor to watch with `add_reader`.
-    fn _attach(&self, event_loop: Py<PyAny>) -> PyResult<i32> {
-        Ok(self.life.attach(event_loop)?.inbox.read_fd())
+    /// Loop thread: its loop exists. With `wake` (a callable that queues the loop's wake-up
+    /// callback through `call_soon_threadsafe`) callers wake the loop through it; without, a
+    /// byte on a socket (Unix), whose descriptor is returned to watch with `add_reader`.
+    #[pyo3(signature = (event_loop, wake=None))]
+    fn _attach(&self, event_loop: Py<PyAny>, wake: Option<Py<PyAny>>) -> PyResult<Option<i32>> {
+        Ok(self.life.attach(event_loop, wake)?.inbox.read_fd())
     }
 
     /// Loop thread: wraps the loop's selector so the loop spins briefly before it sleeps.
@@ -390,7 +393,7 @@ impl LoopThreadBase {
         Ok(HotSelector::new(real, core, drain))
     }
 
-    /// Loop thread (loops without a wrappable selector): callers wake this loop only while
+    /// Loop thread (loops without a hot selector): callers wake this loop only while
     /// it is idle; the loop reports that through pulses. Starts idle.
     fn _watch_pulsed(&self) -> PyResult<()> {
         let core = self
@@ -426,7 +429,7 @@ impl LoopThreadBase {
         self.drain(py)
     }
 
-    /// Loop thread: woken by the reader (loops without a wrappable selector): drains, and
+    /// Loop thread: woken (loops without a hot selector): drains, and
     /// says whether to start pulsing.
     fn _wake(&self, py: Python<'_>) -> PyResult<bool> {
         self.drain(py)?;

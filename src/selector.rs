@@ -9,9 +9,9 @@
 //! Only then does the selector block in the real `select()`, marked idle, so callers know to
 //! wake it. A loop that has been quiet does not spin at all, so an idle program costs nothing.
 //!
-//! This wraps the `_selector` of the stdlib selector event loops blockon runs (other loops,
-//! such as uvloop, keep the plain wake-up byte and the reader callback). Everything but `select` is
-//! passed through to the real selector.
+//! This wraps the `_selector` of the stdlib selector event loops blockon runs on Unix (other
+//! loops, such as uvloop or Windows' proactor loop, are woken as `wakeup` says and pulse).
+//! Everything but `select` is passed through to the real selector.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,7 +31,7 @@ const SPIN: Duration = Duration::from_micros(50);
 /// How recently the loop must have taken work for it to spin at all.
 const HOT_FOR_NANOS: u64 = 2_000_000;
 
-/// For loops whose selector cannot be wrapped (uvloop): one pulse, run as a loop callback
+/// For loops whose selector is not wrapped (uvloop, the proactor loop): one pulse, run as a loop callback
 /// after the inbox was drained. While the loop has been busy, it spins (GIL released) for
 /// new work and drains it; it returns whether to run again soon (`loop.call_soon`). When
 /// no work came, it marks the loop idle, so callers wake it with the byte again. Between
@@ -125,7 +125,7 @@ impl HotSelector {
         for event in events.try_iter()? {
             let event = event?;
             let key_fd: i32 = event.get_item(0)?.getattr(intern!(py, "fd"))?.extract()?;
-            if key_fd == fd {
+            if Some(key_fd) == fd {
                 found = true;
             } else {
                 kept.append(event)?;
