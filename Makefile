@@ -34,8 +34,12 @@ test: build test-rust test-python ## build, install, and run every Rust and Pyth
 test-rust: ## Rust unit tests of the engine's pure-Rust parts
 	LD_LIBRARY_PATH=$(PYLIBDIR) PYO3_PYTHON=$$(command -v $(PYTHON)) cargo test --quiet --lib
 
-test-python: ## the pytest suite (warnings are errors, hang guards on)
-	$(VPY) -m pytest $(PYTEST_ARGS)
+test-python: ## the pytest suite twice (warnings are errors, hang guards on): fast path, then portable path
+	@status=0; \
+	$(VPY) -m pytest $(PYTEST_ARGS) || status=1; \
+	echo "== the same suite on the portable path (BLOCKON_GENERIC_PATH=1, docs/how-it-works.md)"; \
+	BLOCKON_GENERIC_PATH=1 $(VPY) -m pytest $(PYTEST_ARGS) || status=1; \
+	exit $$status
 
 lint: build ## ruff, mypy (python/blockon and tests), stubtest, cargo fmt --check and clippy
 	$(VENV)/bin/ruff check python tests benches examples
