@@ -22,9 +22,19 @@ import venv
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-#: What the suite reads besides the package: its own files, the pages whose examples it runs,
-#: the examples, and the pytest configuration in pyproject.toml.
-COPIED = ["tests", "docs", "examples", "scripts", "benches", "pyproject.toml", "README.md"]
+#: What the suite reads besides the package: its own files, the pages whose examples and links
+#: it checks, the examples, the release workflow, and the pytest configuration.
+COPIED = [
+    "tests",
+    "docs",
+    "examples",
+    "scripts",
+    "benches",
+    ".github",
+    "pyproject.toml",
+    "README.md",
+    "CHANGELOG.md",
+]
 #: The test extra (pytest and the libraries the tests use) and the lint extra (mypy checks
 #: that the installed package's types work for a user's code).
 EXTRAS = "test,lint"
