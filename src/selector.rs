@@ -31,10 +31,10 @@ const SPIN: Duration = Duration::from_micros(50);
 /// How recently the loop must have taken work for it to spin at all.
 const HOT_FOR_NANOS: u64 = 2_000_000;
 
-/// For loops whose selector is not wrapped (uvloop, the proactor loop): one pulse, run as a loop callback
-/// after the inbox was drained. While the loop has been busy, it spins (GIL released) for
-/// new work and drains it; it returns whether to run again soon (`loop.call_soon`). When
-/// no work came, it marks the loop idle, so callers wake it with the byte again. Between
+/// For loops whose selector is not wrapped (uvloop, the proactor loop): one pulse, run as a
+/// loop callback after the inbox was drained. While the loop has been busy, it spins (GIL
+/// released) for new work and drains it; it returns whether to run again soon
+/// (`loop.call_soon`). When no work came, it marks the loop idle, so callers wake it again. Between
 /// pulses the loop runs its other callbacks and I/O as usual; a pulse holds it for at most
 /// one spin.
 pub(crate) fn pulse(py: Python<'_>, core: &Core, drain: &Bound<'_, PyAny>) -> PyResult<bool> {
