@@ -13,10 +13,10 @@ CROSS_TARGETS ?= x86_64-pc-windows-gnu x86_64-apple-darwin aarch64-apple-darwin
 PYLIBDIR := $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('LIBDIR') or '')")
 
 .DEFAULT_GOAL := help
-.PHONY: help venv build demo test test-rust test-python lint cross-check wheels wheel-test sdist-test fmt bench bench-matrix matrix soak clean
+.PHONY: help venv build demo test test-rust test-python lint cross-check wheels wheel-test wheel-test-aarch64 sdist-test fmt bench bench-matrix matrix soak clean
 
 help: ## list the commands
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(VENV)/.ready: pyproject.toml
 	$(PYTHON) -m venv $(VENV) || { $(PYTHON) -m pip install --user virtualenv && $(PYTHON) -m virtualenv $(VENV); }
@@ -63,6 +63,9 @@ wheel-test: ## the suite against dist/'s Linux x86_64 wheel, installed in a fres
 	@wheel=$$(ls dist/blockon-*manylinux*x86_64.whl 2>/dev/null | head -n 1); \
 	[ -n "$$wheel" ] || { echo "no Linux x86_64 wheel in dist/: make wheels first" >&2; exit 1; }; \
 	$(PYTHON) scripts/wheel_test.py "$$wheel" $(PYTEST_ARGS)
+
+wheel-test-aarch64: ## dist/'s Linux aarch64 wheel on Debian's aarch64 CPython 3.11 under qemu (root), core tests
+	scripts/emulated.sh $(PYTEST_ARGS)
 
 sdist-test: ## pip install of dist/'s sdist (builds the engine with cargo), and part of the suite
 	@sdist=$$(ls dist/blockon-*.tar.gz 2>/dev/null | head -n 1); \

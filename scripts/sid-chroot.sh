@@ -5,16 +5,21 @@
 # what Debian 12 does not: the newest CPythons, and a rustc with rust-src, which builds the
 # standard library for other systems.
 #   scripts/sid-chroot.sh [PACKAGE ...]     prints the chroot's root directory
+# CHROOT_SUITE, CHROOT_ARCH and CHROOT_INCLUDE make another one beside it (scripts/emulated.sh:
+# Debian 12 for aarch64, whose programs run through qemu and binfmt_misc, which it sets up).
 # Callers mount /proc and /dev themselves, for as long as they need them. Needs root
 # (debootstrap, chroot), as on the project's machines.
 set -euo pipefail
 cache=${BLOCKON_MATRIX_CACHE:-$HOME/.cache/blockon-matrix}
-root=$cache/sid
+suite=${CHROOT_SUITE:-sid}
+arch=${CHROOT_ARCH:-}
+include=${CHROOT_INCLUDE-gcc,libc6-dev,ca-certificates}
+root=$cache/$suite${arch:+-$arch}
 mkdir -p "$cache"
 if [ ! -x "$root/usr/bin/apt-get" ]; then
   command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >&2
-  debootstrap --variant=minbase --include=gcc,libc6-dev,ca-certificates sid "$root" \
-    http://deb.debian.org/debian >&2
+  debootstrap ${arch:+--arch="$arch"} --variant=minbase --include="$include" \
+    "$suite" "$root" http://deb.debian.org/debian >&2
 fi
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 # pip and cargo inside use the host's configuration and certificate authorities, as outside.
