@@ -95,7 +95,11 @@ impl Waker {
         match self {
             #[cfg(unix)]
             Waker::Socket(_) => {}
-            Waker::Threadsafe(threadsafe) => drop(lock(&threadsafe.call).take()),
+            Waker::Threadsafe(threadsafe) => {
+                // Released after the lock: letting go of it may run Python code.
+                let call = lock(&threadsafe.call).take();
+                drop(call);
+            }
         }
     }
 }
