@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import selectors
 import socket
 import time
+import weakref
 from typing import Any
 
 import blockon
@@ -156,3 +158,26 @@ def test_ctrl_c_inside_the_portable_wake_up_is_neither_lost_nor_swallowed():
     proc, _ = run_script(INTERRUPTED_WAKE_SCRIPT, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["interrupted within 2 s: True", "the loop still wakes up"]
+
+
+@pytest.mark.parametrize("factory", [None, NoReaderLoop], ids=["default-loop", "no-reader-loop"])
+def test_a_closed_loop_thread_that_keeps_its_own_bridge_is_collected(factory):
+    """On the portable path the engine holds the loop's wake-up, a callable that refers to the
+    loop thread. A bridge the loop thread keeps holds the engine: closing lets go of the
+    callable, or the two would keep each other alive through Rust, where the garbage
+    collector cannot see."""
+
+    async def numbers(n: int) -> Any:
+        for i in range(n):
+            yield i
+
+    lt: Any = blockon.LoopThread(factory, name="test-collected")
+    lt.kept = lt.wrap_iter(numbers(3))
+    assert next(lt.kept) == 0
+    loop = weakref.ref(lt.run(running_loop()))
+    thread = weakref.ref(lt)
+    lt.close()
+    del lt
+    gc.collect()
+    assert thread() is None
+    assert loop() is None
