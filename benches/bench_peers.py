@@ -23,8 +23,11 @@ One section, ``peers``, in three parts, each measured in interleaved rounds, med
   In the same placements as the ``per_call`` section (caller and loop threads pinned to one
   CPU, to two, then unpinned); ratios against blockon in the same placement.
 - **Per call, inside a running loop** (sync code called by a coroutine): blockon's
-  ``run(..., nest=True)``, greenback's ``await_`` and nest-asyncio2's patched
-  ``asyncio.run`` (helper process). No thread hop, so unpinned only.
+  ``run(..., nest=True)``, greenback's ``await_``, and a library's own ``asyncio.run`` and
+  ``loop.run_until_complete`` patched by ``blockon.patch_asyncio()`` and by nest-asyncio2
+  (helper process). No thread hop, so unpinned only. One target: the nested
+  ``run_until_complete`` at least 2x faster under ``patch_asyncio()`` than under
+  nest-asyncio2.
 - **Stream**: items/s over an async generator of small ints, where a peer offers a way to
   iterate one: ``blockon.wrap_iter`` (prefetch 0 and 256), asyncio-thread-runner's
   ``wrap_iter``, synchronicity's wrapped async generator function, anyio's ``portal.call``
@@ -32,7 +35,8 @@ One section, ``peers``, in three parts, each measured in interleaved rounds, med
   item (helper process), and per-item ``run_coroutine_threadsafe`` as the baseline. asgiref
   and asyncer offer nothing for iterators.
 
-No targets: these are comparisons. A peer that is not installed is left out with a note.
+Otherwise no targets: these are comparisons. A peer that is not installed is left out with a
+note.
 
 Run on its own: ``python benches/bench_peers.py [--quick]``.
 """
@@ -80,6 +84,9 @@ CACHED = "asyncio loop.run_until_complete(coro()), cached loop"
 IN_NEST = "blockon.run(coro(), nest=True)"
 IN_GREENBACK = "greenback.await_(coro())"
 IN_NEST_ASYNCIO = "nest-asyncio2 asyncio.run(coro()), re-entrant (helper process)"
+IN_NEST_ASYNCIO_RUC = "nest-asyncio2 loop.run_until_complete(coro()), re-entrant (helper process)"
+IN_PATCH_RUN = "blockon.patch_asyncio(), asyncio.run(coro())"
+IN_PATCH_RUC = "blockon.patch_asyncio(), loop.run_until_complete(coro())"
 
 S_RCTS = "asyncio run_coroutine_threadsafe(anext(it)) per item"
 S_LOCKSTEP = "blockon.wrap_iter(prefetch=0)"
@@ -195,10 +202,22 @@ def _nest_child() -> None:
     def nested_measure(n: int) -> float:
         return loop.run_until_complete(timed(n)) / n / 1000.0
 
+    ruc = h.batch_of(lambda: asyncio.get_running_loop().run_until_complete(noop()))
+
+    async def timed_ruc(n: int) -> int:
+        return h.time_batch_ns(ruc, n)
+
+    def nested_ruc(n: int) -> None:
+        loop.run_until_complete(timed_ruc(n))
+
+    def nested_ruc_measure(n: int) -> float:
+        return loop.run_until_complete(timed_ruc(n)) / n / 1000.0
+
     assert NEST_ASYNCIO != IN_NEST_ASYNCIO
     batches: dict[str, tuple[h.Batch, Callable[[int], float]]] = {
         NEST_ASYNCIO: (free, lambda n: h.per_call_us(free, n)()),
         IN_NEST_ASYNCIO: (nested, nested_measure),
+        IN_NEST_ASYNCIO_RUC: (nested_ruc, nested_ruc_measure),
     }
 
     def stream(items: int) -> float:
@@ -336,17 +355,46 @@ def _measure_nested(cfg: h.Config, child: NestChild | None) -> dict[str, h.Sampl
     if blockon is not None:
         run = blockon.run
         calls[IN_NEST] = lambda: run(noop(), nest=True)
+        calls[IN_PATCH_RUC] = lambda: asyncio.get_running_loop().run_until_complete(noop())
+        calls[IN_PATCH_RUN] = lambda: asyncio.run(noop())
     if _has("greenback"):
         import greenback
 
         calls[IN_GREENBACK] = lambda: greenback.await_(noop())
-    measures, _, failed = h.prepare(calls, cfg.batch_s, new_loop=True)
-    if child is not None:
-        try:
-            measures[IN_NEST_ASYNCIO] = child.measure(IN_NEST_ASYNCIO, cfg.batch_s)
-        except Exception as exc:
-            failed[IN_NEST_ASYNCIO] = f"{type(exc).__name__}: {exc}"
-    return h.interleave(measures, cfg.rounds, failed=failed)
+    # The patch is process-wide: on for this part only (the other contenders never call the
+    # entry points inside the loop; the harness's own asyncio.run, with no loop running,
+    # gets the original).
+    patch = blockon is not None
+    if patch:
+        blockon.patch_asyncio()
+    try:
+        measures, _, failed = h.prepare(calls, cfg.batch_s, new_loop=True)
+        if child is not None:
+            for name in (IN_NEST_ASYNCIO, IN_NEST_ASYNCIO_RUC):
+                try:
+                    measures[name] = child.measure(name, cfg.batch_s)
+                except Exception as exc:
+                    failed[name] = f"{type(exc).__name__}: {exc}"
+        return h.interleave(measures, cfg.rounds, failed=failed)
+    finally:
+        if patch:
+            blockon.unpatch_asyncio()
+
+
+def _patch_target(nested: dict[str, h.Samples]) -> h.Target:
+    """The nested-run target: under patch_asyncio(), a nested loop.run_until_complete at
+    least 2x faster than under nest-asyncio2's apply()."""
+    label = "patch_asyncio() nested run_until_complete >= 2x faster than nest-asyncio2's"
+    ours, theirs = nested.get(IN_PATCH_RUC), nested.get(IN_NEST_ASYNCIO_RUC)
+    if ours is None or theirs is None or not ours.ok or not theirs.ok:
+        return h.Target(label, None, "not measured (a contender is missing or failed)")
+    x = theirs.median / ours.median
+    return h.Target(
+        label,
+        x >= 2,
+        f"{h.fmt_ratio(x)} (nest-asyncio2 {h.fmt_us(theirs.median)} µs, blockon "
+        f"{h.fmt_us(ours.median)} µs)",
+    )
 
 
 Stream = Callable[[], float]  # one run over a fresh generator; returns items/s
@@ -469,10 +517,14 @@ def bench_peers(cfg: h.Config) -> h.Section:
         (
             "Inside a running loop: sync code called by a coroutine on a running stdlib loop "
             f"(no thread hop, so unpinned only; median µs per call over {cfg.rounds} rounds; "
-            "each batch is one stretch of sync code inside the running loop).",
+            "each batch is one stretch of sync code inside the running loop). The "
+            "`patch_asyncio()` rows are what a library's own `asyncio.run()` and "
+            "`run_until_complete()` cost there, patched by blockon, against the same calls "
+            "under nest-asyncio2's `apply()`.",
             t,
         )
     )
+    sec.targets.append(_patch_target(nested))
 
     median = {name: statistics.median(r) for name, r in rates.items() if r}
     sbase = median.get(S_LOCKSTEP)

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Runs the test suite on Debian's own binary build of CPython VERSION, inside a Debian sid
-# chroot made once by debootstrap into the matrix cache. Used by scripts/matrix.sh when the
-# version's source package cannot be downloaded (the mirror this project reaches serves the
-# binary packages of 3.14 and 3.15 but answers 404 for their sources). The interpreter then
-# runs on the glibc it was built for, which Debian 12's is too old to host.
+# Runs the test suite on Debian's own binary build of CPython VERSION, inside the Debian sid
+# chroot (scripts/sid-chroot.sh, made once by debootstrap into the matrix cache). Used by
+# scripts/matrix.sh when the version's source package cannot be downloaded (the mirror this
+# project reaches serves the binary packages of 3.14 and 3.15 but answers 404 for their
+# sources). The interpreter then runs on the glibc it was built for, which Debian 12's is too
+# old to host.
 #   scripts/matrix-chroot.sh VERSION WHEEL      prints what scripts/matrix-run.sh prints
 #   MATRIX_MODE=bench scripts/matrix-chroot.sh VERSION WHEEL
 #       runs benches/run_all.py instead; its row file lands in the cache as bench-VERSION.json
@@ -12,20 +13,7 @@ set -euo pipefail
 version=$1
 wheel=$2
 cache=${BLOCKON_MATRIX_CACHE:-$HOME/.cache/blockon-matrix}
-root=$cache/sid
-if [ ! -x "$root/usr/bin/python$version" ]; then
-  command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >&2
-  if [ ! -x "$root/usr/bin/apt-get" ]; then
-    debootstrap --variant=minbase --include=gcc,libc6-dev,ca-certificates sid "$root" \
-      http://deb.debian.org/debian >&2
-  fi
-  cp /etc/resolv.conf "$root/etc/resolv.conf"
-  chroot "$root" apt-get install -y -qq "python$version" "python$version-venv" "python$version-dev" >&2
-fi
-cp /etc/resolv.conf "$root/etc/resolv.conf"
-# pip inside uses the host's configuration and certificate authorities, as pip outside does.
-[ -f /etc/pip.conf ] && cp /etc/pip.conf "$root/etc/pip.conf"
-cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+root=$(scripts/sid-chroot.sh "python$version" "python$version-venv" "python$version-dev")
 for m in proc sys dev dev/pts; do
   mountpoint -q "$root/$m" || mount --bind "/$m" "$root/$m"
 done

@@ -101,20 +101,28 @@ table="| CPython | result | notes |
 |---|---|---|
 $(printf '%s\n' "${rows[@]}")"
 echo "$table"
-{
-  echo "# Compatibility"
-  echo
-  echo "The whole test suite on each CPython, from \`make matrix\` ($(date -u +%Y-%m-%d), $(uname -m))."
-  echo "Interpreters are built from Debian's source packages (upstream sources) by"
-  echo "scripts/matrix-python.sh; blockon is built as a wheel for each and installed from it."
-  echo "Where a version's source package cannot be downloaded, scripts/matrix-chroot.sh runs the"
-  echo "suite on Debian's own binary build of it inside a Debian sid chroot made by debootstrap,"
-  echo "with the abi3 wheel built on this machine. \"GIL after import\" is"
-  echo "\`sys._is_gil_enabled()\` once \`import blockon\` has run: False on a free-threaded build"
-  echo "means the engine kept the GIL off (the extension declares \`gil_used = false\`)."
-  echo
-  echo "$table"
-  echo
-  echo "Why a row is not tested, where one is not: see \"Free-threaded builds\" in"
-  echo "docs/how-it-works.md."
-} > docs/compatibility.md
+section="The whole test suite on each CPython, from \`make matrix\` ($(date -u +%Y-%m-%d), $(uname -m)).
+Interpreters are built from Debian's source packages (upstream sources) by
+scripts/matrix-python.sh; blockon is built as a wheel for each and installed from it.
+Where a version's source package cannot be downloaded, scripts/matrix-chroot.sh runs the
+suite on Debian's own binary build of it inside a Debian sid chroot made by debootstrap,
+with the abi3 wheel built on this machine. \"GIL after import\" is
+\`sys._is_gil_enabled()\` once \`import blockon\` has run: False on a free-threaded build
+means the engine kept the GIL off (the extension declares \`gil_used = false\`).
+
+$table
+
+Why a row is not tested, where one is not: see \"Free-threaded builds\" in
+docs/how-it-works.md."
+# Only the section between the markers is this script's: the rest of the page is written by
+# hand (platforms and wheels).
+python3 - "$section" <<'PY'
+import pathlib
+import sys
+
+page = pathlib.Path("docs/compatibility.md")
+begin, end = "<!-- make matrix writes from here -->", "<!-- to here -->"
+head, rest = page.read_text(encoding="utf-8").split(begin)
+tail = rest.split(end)[1]
+page.write_text(f"{head}{begin}\n{sys.argv[1]}\n{end}{tail}", encoding="utf-8")
+PY

@@ -1,33 +1,26 @@
 //! The submission queue of a loop thread, with coalesced wake-ups.
 //!
 //! Callers push jobs from any thread; the loop thread takes them all at once in a reader
-//! callback registered on its event loop. The loop is woken by one byte written to a socket
-//! pair whose read end the loop watches, and only when no wake-up is already on its way
-//! (`armed`), so a burst of submissions costs one wake-up, not one per call.
-//!
-//! Why a socket of our own rather than `loop.call_soon_threadsafe`: writing the byte needs no
-//! GIL, so a caller can release the GIL first and then wake the loop thread, which then never
-//! wakes up only to wait for a GIL the caller still holds. It also works unchanged for every
-//! loop that implements `add_reader` (the stdlib selector loops and uvloop).
+//! callback on its event loop. The loop is woken (`wakeup`: a byte on a socket pair on Unix,
+//! `call_soon_threadsafe` elsewhere) only when no wake-up is already on its way (`armed`), so
+//! a burst of submissions costs one wake-up, not one per call.
 //!
 //! No wake-up is lost: the consumer clears `armed` before it takes the queue, so a job pushed
 //! after the take finds `armed` clear and writes a fresh byte.
 
-use std::io::{ErrorKind, Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use crate::completion::lock;
+use crate::wakeup::Waker;
 
 struct Queue<J> {
     jobs: Vec<J>,
     closed: bool,
 }
 
-/// A multi-producer queue drained in batches by one consumer, which it wakes through a socket.
+/// A multi-producer queue drained in batches by one consumer, which it wakes through `waker`.
 ///
 /// In *watched* mode (see `selector.rs`) the consumer tells the inbox when it is about to block
 /// (`idle`); producers then write the wake-up byte only while it is idle, and a consumer that
@@ -42,8 +35,7 @@ pub(crate) struct Inbox<J> {
     detached: AtomicBool,
     /// When jobs were last taken, in nanoseconds since [`epoch`].
     last_take: AtomicU64,
-    tx: UnixStream,
-    rx: UnixStream,
+    waker: Waker,
 }
 
 fn epoch() -> Instant {
@@ -56,11 +48,8 @@ pub(crate) fn now_nanos() -> u64 {
 }
 
 impl<J> Inbox<J> {
-    pub(crate) fn new() -> std::io::Result<Self> {
-        let (tx, rx) = UnixStream::pair()?;
-        tx.set_nonblocking(true)?;
-        rx.set_nonblocking(true)?;
-        Ok(Self {
+    pub(crate) fn new(waker: Waker) -> Self {
+        Self {
             queue: Mutex::new(Queue {
                 jobs: Vec::new(),
                 closed: false,
@@ -71,14 +60,13 @@ impl<J> Inbox<J> {
             idle: AtomicBool::new(false),
             detached: AtomicBool::new(false),
             last_take: AtomicU64::new(0),
-            tx,
-            rx,
-        })
+            waker,
+        }
     }
 
-    /// The descriptor the consumer's event loop watches for readability.
-    pub(crate) fn read_fd(&self) -> RawFd {
-        self.rx.as_raw_fd()
+    /// The descriptor the consumer's event loop watches for readability, if it has one.
+    pub(crate) fn read_fd(&self) -> Option<i32> {
+        self.waker.read_fd()
     }
 
     /// Queues a job. `Ok(true)` means the caller must call [`Inbox::wake`] (it may first
@@ -137,16 +125,16 @@ impl<J> Inbox<J> {
         now_nanos().saturating_sub(self.last_take.load(Ordering::Relaxed)) < nanos
     }
 
-    /// Wakes the consumer. Safe from any thread, with or without the GIL.
+    /// Wakes the consumer. Safe from any thread, with or without the GIL, but not under a lock
+    /// that a thread holding the GIL may wait for: the portable wake-up calls Python.
     pub(crate) fn wake(&self) {
-        // A full socket buffer means a wake-up is already pending, so WouldBlock is fine.
-        let _ = (&self.tx).write(&[1]);
+        self.waker.wake();
     }
 
     /// Takes every queued job, in submission order. Consumer only.
     pub(crate) fn take(&self) -> Vec<J> {
         self.armed.store(false, Ordering::SeqCst);
-        self.clear_socket();
+        self.waker.clear();
         self.last_take.store(now_nanos(), Ordering::Relaxed);
         let mut queue = lock(&self.queue);
         self.queued.store(0, Ordering::SeqCst);
@@ -160,45 +148,40 @@ impl<J> Inbox<J> {
 
     /// Refuses further jobs and returns those still queued.
     pub(crate) fn close(&self) -> Vec<J> {
-        let mut queue = lock(&self.queue);
-        queue.closed = true;
-        self.queued.store(0, Ordering::SeqCst);
-        std::mem::take(&mut queue.jobs)
-    }
-
-    fn clear_socket(&self) {
-        let mut buf = [0_u8; 64];
-        loop {
-            match (&self.rx).read(&mut buf) {
-                Ok(n) if n == buf.len() => {}
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                _ => break,
-            }
-        }
+        let jobs = {
+            let mut queue = lock(&self.queue);
+            queue.closed = true;
+            self.queued.store(0, Ordering::SeqCst);
+            std::mem::take(&mut queue.jobs)
+        };
+        self.waker.shut();
+        jobs
     }
 }
 
-#[cfg(test)]
+/// On the socket wake-up, which needs no Python; the other one is tested by the Python suite
+/// under `BLOCKON_GENERIC_PATH=1`.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use std::sync::Arc;
     use std::thread;
 
+    fn new_inbox() -> Inbox<u32> {
+        Inbox::new(Waker::new(None).unwrap())
+    }
+
     /// Reads (and so consumes) the wake-up bytes waiting on the consumer's socket.
     fn pending_bytes(inbox: &Inbox<u32>) -> usize {
-        let mut buf = [0_u8; 16];
-        match (&inbox.rx).read(&mut buf) {
-            Ok(n) => n,
-            Err(e) => {
-                assert_eq!(e.kind(), ErrorKind::WouldBlock);
-                0
-            }
-        }
+        let Waker::Socket(socket) = &inbox.waker else {
+            unreachable!("made with a socket")
+        };
+        socket.pending()
     }
 
     #[test]
     fn one_wake_per_batch() {
-        let inbox = Inbox::new().unwrap();
+        let inbox = new_inbox();
         assert_eq!(inbox.push(1), Ok(true));
         inbox.wake();
         assert_eq!(inbox.push(2), Ok(false), "a wake-up is already on its way");
@@ -217,7 +200,7 @@ mod tests {
 
     #[test]
     fn watched_inbox_wakes_only_an_idle_consumer() {
-        let inbox = Inbox::new().unwrap();
+        let inbox = new_inbox();
         inbox.watch();
         assert_eq!(
             inbox.push(1),
@@ -235,7 +218,7 @@ mod tests {
 
     #[test]
     fn closed_inbox_hands_jobs_back() {
-        let inbox = Inbox::new().unwrap();
+        let inbox = new_inbox();
         assert_eq!(inbox.push(1), Ok(true));
         assert_eq!(inbox.close(), vec![1]);
         assert_eq!(inbox.push(2), Err(2));
@@ -244,7 +227,7 @@ mod tests {
 
     #[test]
     fn no_job_is_lost_under_contention() {
-        let inbox = Arc::new(Inbox::new().unwrap());
+        let inbox = Arc::new(new_inbox());
         let producers: Vec<_> = (0..4)
             .map(|p| {
                 let inbox = Arc::clone(&inbox);

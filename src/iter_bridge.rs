@@ -107,7 +107,7 @@ impl IterBridge {
             jobs.push(Session::job(&session, py, pump));
         }
         let core = Arc::clone(&session.get().core);
-        let refused = {
+        let (refused, wake) = {
             let mut state = lock(&self.state);
             if let Some(existing) = &state.session {
                 // Another thread won the race; ours never started.
@@ -122,15 +122,17 @@ impl IterBridge {
                     Err(job) => refused.push(job),
                 }
             }
-            if wake {
-                core.inbox.wake();
-            }
             if refused.is_empty() {
                 state.session = Some(session.clone_ref(py));
                 state.buffer.clone_from(&buffer);
             }
-            refused
+            (refused, wake)
         };
+        // Not under the lock: the portable wake-up calls Python, which may switch to a thread
+        // that then waits for this lock while it holds the GIL.
+        if wake {
+            core.inbox.wake();
+        }
         if !refused.is_empty() {
             for job in refused {
                 job.refuse(py);

@@ -9,7 +9,8 @@
 //!   coroutine. `timeout`: the one `timeout=` rule. `awaitable`: checking awaitables.
 //! - `lifecycle`: a loop thread's states and interpreter exit. `fork`: which process state
 //!   belongs to. `job`: work for a loop
-//!   thread. `inbox`: the submission queue and its wake-ups. `loop_spin`: the loop thread's
+//!   thread. `inbox`: the submission queue, and `wakeup`: how it wakes its loop (a socket on
+//!   Unix, `call_soon_threadsafe` anywhere). `loop_spin`: the loop thread's
 //!   spin for work before it sleeps, from the stdlib loops' `selector` or from `pulse`s on
 //!   other loops (uvloop, loops blockon does not know).
 //! - `blocking`: blocking calls (waiting, timeouts, Ctrl-C). `waiter`: the GIL-free wait.
@@ -52,6 +53,7 @@ mod sync_step;
 mod timeout;
 mod to_thread_home;
 mod waiter;
+mod wakeup;
 
 /// `blockon._blockon`, as Python sees it.
 ///

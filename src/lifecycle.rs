@@ -26,6 +26,7 @@ use crate::fork;
 use crate::inbox::Inbox;
 use crate::job::Job;
 use crate::waiter::{self, Waitable, Wake};
+use crate::wakeup::Waker;
 
 /// Cores inherited from the parent through a fork, kept alive forever (see the module docs).
 static ABANDONED: Mutex<Vec<Arc<Core>>> = Mutex::new(Vec::new());
@@ -242,13 +243,18 @@ impl Lifecycle {
         }
     }
 
-    /// The loop thread made its loop: give it an inbox.
-    pub(crate) fn attach(&self, event_loop: Py<PyAny>) -> PyResult<Arc<Core>> {
-        let inbox = Inbox::new().map_err(|e| {
+    /// The loop thread made its loop: give it an inbox, woken through `wake` (see `wakeup`).
+    pub(crate) fn attach(
+        &self,
+        event_loop: Py<PyAny>,
+        wake: Option<Py<PyAny>>,
+    ) -> PyResult<Arc<Core>> {
+        let waker = Waker::new(wake).map_err(|e| {
             PyRuntimeError::new_err(format!(
                 "cannot create the loop thread's wake-up socket: {e}"
             ))
         })?;
+        let inbox = Inbox::new(waker);
         let mut life = lock(&self.life);
         let Life::Starting { generation, core } = &mut *life else {
             return Err(PyRuntimeError::new_err(

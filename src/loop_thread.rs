@@ -377,9 +377,12 @@ impl LoopThreadBase {
         Ok(core.event_loop.bind(py).is(&running))
     }
 
-    /// Loop thread: its loop exists; returns the descriptor to watch with `add_reader`.
-    fn _attach(&self, event_loop: Py<PyAny>) -> PyResult<i32> {
-        Ok(self.life.attach(event_loop)?.inbox.read_fd())
+    /// Loop thread: its loop exists. With `wake` (a callable that queues the loop's wake-up
+    /// callback through `call_soon_threadsafe`) callers wake the loop through it; without, a
+    /// byte on a socket (Unix), whose descriptor is returned to watch with `add_reader`.
+    #[pyo3(signature = (event_loop, wake=None))]
+    fn _attach(&self, event_loop: Py<PyAny>, wake: Option<Py<PyAny>>) -> PyResult<Option<i32>> {
+        Ok(self.life.attach(event_loop, wake)?.inbox.read_fd())
     }
 
     /// Loop thread: wraps the loop's selector so the loop spins briefly before it sleeps.

@@ -93,7 +93,7 @@ impl HotSelector {
         for event in events.try_iter()? {
             let event = event?;
             let key_fd: i32 = event.get_item(0)?.getattr(intern!(py, "fd"))?.extract()?;
-            if key_fd == fd {
+            if Some(key_fd) == fd {
                 found = true;
             } else {
                 kept.append(event)?;

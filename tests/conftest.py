@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import functools
 import os
+import signal
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -33,6 +34,12 @@ def _locked_ast_parse(*args: Any, **kwargs: Any) -> Any:
 
 
 ast.parse = _locked_ast_parse
+
+# A suite started in the background of a non-interactive shell (`make test &`, nohup, some CI
+# runners) inherits SIGINT ignored, and Python keeps it ignored, as does every interpreter
+# started from it: the Ctrl-C tests would then send a signal nobody hears. With a handler
+# here, the scripts the tests start get the default disposition, and Python's own handler.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Every stdlib loop made from here on (pytest-asyncio's, the default loop thread's) runs in
 # asyncio debug mode, which checks that a loop is touched only from its own thread.

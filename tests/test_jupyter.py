@@ -3,7 +3,9 @@
 A notebook cell runs on a thread whose loop (the kernel's) is running, so a bare `run()` sends
 the work to the loop thread, and `run(..., nest=True)` runs it on the kernel's own loop,
 re-entrantly. The session made in one cell lives on the loop thread and later cells (sync ones
-and top-level-`await` ones) keep using it.
+and top-level-`await` ones) keep using it. With `%load_ext blockon`, a library's own
+`asyncio.run()` and `run_until_complete()` work in a cell, on the kernel's loop, whose HTTP
+server keeps serving them meanwhile; `%unload_ext blockon` restores asyncio.
 """
 
 from __future__ import annotations
@@ -203,10 +205,11 @@ def _cell_results(cell):
     return results, stderr
 
 
-@pytest.mark.timeout(120)
-def test_notebook_on_real_ipykernel(kernel_env):
+def _run_notebook(cells, expected, kernel_env):
+    """Execute the cells on a real kernel; each must print `RESULT <json>` once, as expected,
+    and nothing on stderr."""
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(textwrap.dedent(src).strip()) for src in CELLS]
+    nb.cells = [nbformat.v4.new_code_cell(textwrap.dedent(src).strip()) for src in cells]
     client = nbclient.NotebookClient(
         nb,
         kernel_name=KERNEL_NAME,
@@ -216,7 +219,122 @@ def test_notebook_on_real_ipykernel(kernel_env):
     )
     client.execute()  # raises CellExecutionError if any cell raises
 
-    for index, (cell, expected) in enumerate(zip(nb.cells, EXPECTED, strict=True)):
+    for index, (cell, want) in enumerate(zip(nb.cells, expected, strict=True)):
         results, stderr = _cell_results(cell)
         assert stderr == [], f"cell {index} wrote to stderr (a warning?): {stderr}"
-        assert results == [expected], f"cell {index}"
+        assert results == [want], f"cell {index}"
+
+
+@pytest.mark.timeout(120)
+def test_notebook_on_real_ipykernel(kernel_env):
+    _run_notebook(CELLS, EXPECTED, kernel_env)
+
+
+# `%load_ext blockon`: a library's own asyncio.run() and run_until_complete() in a cell.
+PATCH_CELLS = [
+    # 0: a local HTTP server on the kernel's own loop, and a third-party style sync client.
+    """
+    import asyncio, json
+    import aiohttp
+    from aiohttp import web
+
+    def emit(value):
+        print("RESULT " + json.dumps(value))
+
+    kernel_loop = asyncio.get_running_loop()
+    kernel_loop.slow_callback_duration = 30  # debug mode: no "took 0.2 s" lines on stderr
+    original_run = asyncio.run
+
+    async def hello(request):
+        await asyncio.sleep(0)
+        return web.Response(text="hello from " + request.path)
+
+    app = web.Application()
+    app.router.add_get("/{name}", hello)
+    server = web.AppRunner(app)
+    await server.setup()
+    site = web.TCPSite(server, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+
+    async def get(path):
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{port}/{path}") as response:
+                return response.status, await response.text()
+
+    def fetch(path):
+        "A sync SDK function, as libraries write them: asyncio.run() inside."
+        return asyncio.run(get(path))
+
+    def fetch_legacy(path):
+        "An older one: the thread's event loop, run_until_complete()."
+        return asyncio.get_event_loop().run_until_complete(get(path))
+
+    coro = get("before")
+    try:
+        fetch_before = asyncio.run(coro)
+    except RuntimeError as exc:
+        fetch_before = str(exc)
+    finally:
+        coro.close()
+    emit({"before": fetch_before})
+    """,
+    # 1
+    """
+    %load_ext blockon
+    emit({"patched": asyncio.run is not original_run})
+    """,
+    # 2: asyncio.run() inside a cell: re-entrant on the kernel's loop, which serves meanwhile.
+    """
+    task = asyncio.current_task()
+    status, text = fetch("notebook")
+    emit({"status": status, "text": text, "task_kept": asyncio.current_task() is task})
+    """,
+    # 3: run_until_complete() on the kernel's loop, and from a top-level-await cell.
+    """
+    first = fetch_legacy("legacy")
+    awaited = await get("awaited")
+    emit({"legacy": first, "awaited": awaited, "loop": asyncio.get_running_loop() is kernel_loop})
+    """,
+    # 4: a library calling a library, both with asyncio.run(); a C task inside.
+    """
+    async def outer_request():
+        inner = fetch("inner")
+        task_type = type(asyncio.current_task())
+        return inner, task_type is getattr(asyncio.tasks, "_CTask", asyncio.Task)
+
+    emit(asyncio.run(outer_request()))
+    """,
+    # 5
+    """
+    %unload_ext blockon
+    coro = get("after")
+    try:
+        asyncio.run(coro)
+    except RuntimeError as exc:
+        after = str(exc)
+    finally:
+        coro.close()
+    await server.cleanup()
+    emit({"restored": asyncio.run is original_run, "after": after})
+    """,
+]
+
+PATCH_EXPECTED = [
+    {"before": "asyncio.run() cannot be called from a running event loop"},
+    {"patched": True},
+    {"status": 200, "text": "hello from /notebook", "task_kept": True},
+    {
+        "legacy": [200, "hello from /legacy"],
+        "awaited": [200, "hello from /awaited"],
+        "loop": True,
+    },
+    [[200, "hello from /inner"], True],
+    {"restored": True, "after": "asyncio.run() cannot be called from a running event loop"},
+]
+
+
+@pytest.mark.timeout(120)
+def test_load_ext_blockon_runs_a_librarys_asyncio_run_in_a_cell(kernel_env):
+    pytest.importorskip("aiohttp")
+    _run_notebook(PATCH_CELLS, PATCH_EXPECTED, kernel_env)

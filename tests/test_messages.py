@@ -470,6 +470,7 @@ def finish(proc):
     return out.splitlines(), err
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_announces_a_slow_cleanup_with_the_real_grace_and_exit_does_not_wait_again():
     proc = start_stubborn(0.5)
     try:
@@ -487,6 +488,7 @@ def test_ctrl_c_announces_a_slow_cleanup_with_the_real_grace_and_exit_does_not_w
     assert elapsed < 4, elapsed
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_a_second_ctrl_c_stops_waiting_for_the_cleanup():
     proc = start_stubborn(60)
     try:
@@ -534,6 +536,7 @@ except KeyboardInterrupt:
 """
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_announces_a_slow_cleanup_of_nested_work():
     proc = subprocess.Popen(
         [sys.executable, "-c", NESTED_STUBBORN_SCRIPT],

@@ -392,6 +392,33 @@ async def test_nest_cancelled_from_elsewhere():
 
 
 @pytest.mark.asyncio
+async def test_nest_a_cancel_of_the_caller_during_the_first_step_cancels_the_work():
+    """The caller's task cancelled while the work's eager first step runs (Ctrl-C under
+    asyncio.run() right then, say): the work is cancelled as an await would be."""
+    seen = []
+    guard = asyncio.Event()  # set after 10 s, so that a miss fails instead of hanging
+    asyncio.get_running_loop().call_later(10, guard.set)
+
+    async def caller():
+        me = this_task()
+
+        async def work():
+            me.cancel()
+            try:
+                await guard.wait()
+                seen.append("not cancelled")
+            except asyncio.CancelledError:
+                seen.append("cancelled")
+                raise
+
+        blockon.run(work(), nest=True)
+
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.create_task(caller())
+    assert seen == ["cancelled"]
+
+
+@pytest.mark.asyncio
 @pytest.mark.parametrize("exc_type", [SystemExit, BaseBoom])
 async def test_nest_base_exceptions_propagate_and_the_loop_stays_sound(exc_type):
     outer = asyncio.current_task()

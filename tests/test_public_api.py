@@ -17,10 +17,12 @@ PUBLIC_NAMES = {
     "enter_context",
     "gather",
     "map",
+    "patch_asyncio",
     "run",
     "submit",
     "sync",
     "to_thread",
+    "unpatch_asyncio",
     "wrap_context",
     "wrap_iter",
 }
@@ -111,6 +113,16 @@ def test_signature_of_loop_thread():
         ("name", P.KEYWORD_ONLY, "blockon"),
         ("blocked_warning", P.KEYWORD_ONLY, 10.0),
     ]
+
+
+@pytest.mark.parametrize("name", ["patch_asyncio", "unpatch_asyncio"])
+def test_signature_of_patch_and_unpatch_asyncio(name):
+    assert describe(inspect.signature(getattr(blockon, name))) == []
+
+
+def test_ipython_extension_hooks_take_the_shell():
+    for hook in (blockon.load_ipython_extension, blockon.unload_ipython_extension):
+        assert describe(inspect.signature(hook)) == [("ipython", P.POSITIONAL_OR_KEYWORD, P.empty)]
 
 
 def test_signature_of_default_loop_thread():

@@ -12,7 +12,12 @@ docs/reference.md is the reference of every public name.
 
 from ._api import call, enter_context, gather, run, submit, sync, wrap_context, wrap_iter
 from ._api import map as map
+
+# `%load_ext blockon` and `%unload_ext blockon` in IPython call these.
+from ._ipython import load_ipython_extension as load_ipython_extension
+from ._ipython import unload_ipython_extension as unload_ipython_extension
 from ._loopthread import LoopThread, default_loop_thread
+from ._patch import patch_asyncio, unpatch_asyncio
 from ._to_thread import to_thread
 
 # `map` is public as `blockon.map`, but not in __all__: `from blockon import *` must not
@@ -23,10 +28,12 @@ __all__ = (
     "default_loop_thread",
     "enter_context",
     "gather",
+    "patch_asyncio",
     "run",
     "submit",
     "sync",
     "to_thread",
+    "unpatch_asyncio",
     "wrap_context",
     "wrap_iter",
 )
@@ -35,7 +42,15 @@ __version__ = "0.1.0"
 
 # Public objects report the public module, so help(), reprs and tracebacks never show
 # private module names (bound methods report their function's).
-for _obj in (LoopThread, default_loop_thread, to_thread, run, submit):
+for _obj in (
+    LoopThread,
+    default_loop_thread,
+    to_thread,
+    run,
+    submit,
+    patch_asyncio,
+    unpatch_asyncio,
+):
     _obj.__module__ = __name__
 for _name in (
     "call",

@@ -15,7 +15,7 @@ import collections
 import contextlib
 import sys
 from asyncio import tasks as _tasks
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 # typing is for the type checker only: CPython 3.14's asyncio no longer imports it, and at
 # run time it would add about 3 ms to `import blockon` (docs/how-it-works.md).
@@ -75,6 +75,22 @@ def why_not_reentrant(loop: asyncio.AbstractEventLoop) -> str | None:
     return "it has no _run_once step to drive (uvloop is like this)"
 
 
+@contextlib.contextmanager
+def task_left(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+    """The task of ``loop`` (running in this thread) that is running, if any, left for the
+    duration and entered again after: meanwhile another loop can run a task in this thread
+    (asyncio keeps one current task per thread from CPython 3.14 on)."""
+    outer = asyncio.current_task(loop)
+    if outer is None or _enter_task is None or _leave_task is None:
+        yield
+        return
+    _leave_task(loop, outer)
+    try:
+        yield
+    finally:
+        _enter_task(loop, outer)
+
+
 def check_reentry(loop: asyncio.AbstractEventLoop) -> None:
     """Raise the RuntimeError that explains why ``loop`` cannot be re-entered, if it cannot."""
     _reentry_points(loop)
@@ -112,7 +128,12 @@ def drive_until(
 
     timer = loop.call_later(max(timeout, 0.0), expire) if timeout is not None else None
     outer_cancels = outer.cancelling() if outer is not None else 0
-    outer_cancelled = False
+    # A cancellation of the caller's task requested during its current step, before the
+    # count above was taken (Ctrl-C under asyncio.run() during the work's eager first step,
+    # say), is not delivered yet: it is for this work too, as for an await.
+    outer_cancelled = outer is not None and getattr(outer, "_must_cancel", False) is True
+    if outer_cancelled:
+        cancel()
     if outer is not None:
         _leave_task(loop, outer)
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import functools
 import os
 import sys
 import threading
@@ -37,6 +38,12 @@ if TYPE_CHECKING:
     from typing import Any
 
 _SelectorLoop = asyncio.selector_events.BaseSelectorEventLoop
+
+#: The testing switch (docs/how-it-works.md, "Engine paths"): ``BLOCKON_GENERIC_PATH=1`` in
+#: the environment when blockon is imported sends every loop down the portable path (woken
+#: through ``call_soon_threadsafe``, pulsing while busy), the one Windows' proactor loop
+#: takes, so that the whole suite can check it on Linux. Read once, here.
+GENERIC_PATH = os.environ.get("BLOCKON_GENERIC_PATH") == "1"
 
 #: Seconds each shutdown step (cancelled tasks, async generators, executor) may take.
 SHUTDOWN_STEP_TIMEOUT = 5.0
@@ -93,16 +100,7 @@ class LoopRunner(LoopThreadBase):
                     "each time, such as asyncio.new_event_loop or uvloop.new_event_loop"
                 )
             loop, ours = made, True
-            fd = self._attach(loop)
-            if isinstance(loop, _SelectorLoop):
-                # A stdlib loop: it drains the inbox from its selector, and spins briefly
-                # before it sleeps (see the engine's selector).
-                loop.add_reader(fd, self._drain)
-                loop._selector = self._hot_selector(loop._selector)  # type: ignore[attr-defined]
-            else:
-                # Another loop (uvloop, or one blockon does not know): woken by the reader,
-                # it pulses while busy (see the engine's pulse).
-                loop.add_reader(fd, self._pulser().wake)
+            fd = self._attach_to(loop)
         except BaseException as exc:
             try:
                 if ours and loop is not None:
@@ -121,7 +119,31 @@ class LoopRunner(LoopThreadBase):
         finally:
             self._shut_down(loop, fd)
 
-    def _shut_down(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    def _attach_to(self, loop: asyncio.AbstractEventLoop) -> int | None:
+        """Give ``loop`` its inbox and the way callers wake it; the descriptor it watches
+        for that, if any."""
+        if not _wakes_by_socket(loop):
+            # The portable path: woken through call_soon_threadsafe, it pulses while busy.
+            self._attach(loop, functools.partial(loop.call_soon_threadsafe, self._woken))
+            self._portable_pulser: Any = self._pulser()
+            return None
+        fd = self._attach(loop)
+        if isinstance(loop, _SelectorLoop):
+            # A stdlib loop: it drains the inbox from its selector, and spins briefly
+            # before it sleeps (see the engine's selector).
+            loop.add_reader(fd, self._drain)
+            loop._selector = self._hot_selector(loop._selector)  # type: ignore[attr-defined]
+        else:
+            # Another loop (uvloop, or one blockon does not know): woken by the reader,
+            # it pulses while busy (see the engine's pulse).
+            loop.add_reader(fd, self._pulser().wake)
+        return fd
+
+    def _woken(self) -> None:
+        """The portable path's wake-up, queued on the loop by a caller."""
+        self._portable_pulser.wake()
+
+    def _shut_down(self, loop: asyncio.AbstractEventLoop, fd: int | None) -> None:
         self._shutdown_inbox()
         try:
             _cancel_leftovers(loop)
@@ -137,10 +159,21 @@ class LoopRunner(LoopThreadBase):
                     )
         finally:
             try:
-                loop.remove_reader(fd)
+                if fd is not None:
+                    loop.remove_reader(fd)
                 loop.close()
             finally:
+                # The portable path's pulser holds the engine, whose wake-up holds this
+                # object: let go of it, or the two keep each other alive through Rust.
+                self._portable_pulser = None
                 self._stopped()  # whatever happened, callers must learn the thread is gone
+
+
+def _wakes_by_socket(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether callers wake ``loop`` with a byte on a socket it watches (Unix, a loop with
+    ``add_reader``) rather than through ``call_soon_threadsafe`` (any loop, any system)."""
+    has_reader = type(loop).add_reader is not asyncio.AbstractEventLoop.add_reader
+    return os.name == "posix" and has_reader and not GENERIC_PATH
 
 
 def _end_forked_child(exc: SystemExit | KeyboardInterrupt) -> None:
@@ -209,6 +242,11 @@ def _close_all_at_exit() -> None:
             # finalizes: CPython up to 3.13 ends a thread still running then with
             # pthread_exit, which aborts the process inside the engine's native frames.
             loop_thread._wait_closed(SHUTDOWN_STEP_TIMEOUT)
+
+
+def in_a_loop_thread() -> bool:
+    """Whether the calling thread is one of blockon's loop threads, inside its loop."""
+    return any(loop_thread._in_loop_thread() for loop_thread in list(_live))
 
 
 def _raised_by_blockon(exc: BaseException) -> bool:
