@@ -17,7 +17,6 @@
 //! once cost ten times one that did not.
 
 use std::cell::Cell;
-use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -83,15 +82,23 @@ pub(crate) enum Found {
 /// `_get_backend_id`), where that is an epoll descriptor (Linux): readable while any
 /// descriptor it watches has events. `None` elsewhere (a kqueue descriptor is not
 /// dependably pollable everywhere), or where the call fails.
-pub(crate) fn poller_fd(obj: &Bound<'_, PyAny>, method: &str) -> Option<RawFd> {
+pub(crate) fn poller_fd(obj: &Bound<'_, PyAny>, method: &str) -> Option<i32> {
     if !cfg!(target_os = "linux") {
         return None;
     }
     obj.call_method0(method).and_then(|fd| fd.extract()).ok()
 }
 
-/// Whether the poller descriptor `fd` has events: one non-blocking `poll`.
-pub(crate) fn io_ready(fd: RawFd) -> bool {
+/// Whether the poller descriptor `fd` (from [`poller_fd`]) has events.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn io_ready(_fd: i32) -> bool {
+    false
+}
+
+/// Whether the poller descriptor `fd` (from [`poller_fd`]) has events: one non-blocking
+/// `poll`.
+#[cfg(target_os = "linux")]
+pub(crate) fn io_ready(fd: i32) -> bool {
     let mut probe = libc::pollfd {
         fd,
         events: libc::POLLIN,
@@ -110,7 +117,7 @@ pub(crate) fn io_ready(fd: RawFd) -> bool {
 pub(crate) fn spin_for_work<J: Send>(
     py: Python<'_>,
     inbox: &Inbox<J>,
-    io: Option<RawFd>,
+    io: Option<i32>,
     end: Instant,
 ) -> Found {
     let found = py.detach(|| {
@@ -155,7 +162,7 @@ pub(crate) fn idle_unless_jobs<J>(inbox: &Inbox<J>) -> bool {
     true
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
     use std::io::Write;

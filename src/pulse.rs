@@ -23,7 +23,6 @@
 //! thread then holds the GIL almost all the time, and callers wait on CPython's GIL hand-off
 //! instead of finding it free.
 
-use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,7 +49,7 @@ pub(crate) struct Pulser {
     /// The loop thread's `_drain`.
     drain: Py<PyAny>,
     /// The loop's poller descriptor, where the loop shows it (uvloop).
-    io: Option<RawFd>,
+    io: Option<i32>,
     /// When the last pulse ended (`inbox::now_nanos`); 0 before the first.
     last_end: AtomicU64,
     /// The shortest turn of the loop seen between two pulses: a turn with nothing else in it.

@@ -15,7 +15,6 @@
 //! loops blockon does not know) pulse instead (`pulse`). Everything but `select` is passed
 //! through to the real selector.
 
-use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,7 +36,7 @@ const SLICE: Duration = Duration::from_micros(5);
 pub(crate) struct HotSelector {
     real: Py<PyAny>,
     /// The real selector's epoll descriptor, readable while it has events.
-    io: Option<RawFd>,
+    io: Option<i32>,
     core: Arc<Core>,
     /// The loop thread's `_drain`, called from `select` itself.
     drain: Py<PyAny>,
