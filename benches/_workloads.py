@@ -366,9 +366,10 @@ class Crew:
         for t in self._threads:
             t.join(10)
 
-    def measure(self, w: Workload, batch_s: float) -> h.Measure:
+    def measure(self, w: Workload, batch_s: float, switches: Switches | None = None) -> h.Measure:
         """Calibrated to about ``batch_s`` a batch: a measure of µs per call (wall time over
-        every thread's calls)."""
+        every thread's calls). ``switches``, if given, adds up the thread switches of the
+        calling threads and the contender's loop threads over every batch measured."""
 
         def batch(total: int) -> None:
             self.run(w, max(1, math.ceil(total / self.n)))
@@ -376,6 +377,54 @@ class Crew:
         per = max(1, math.ceil(h.calibrate(batch, batch_s) / self.n))
 
         def measure() -> float:
-            return self.run(w, per) / (per * self.n) / 1000.0
+            before = _switches(self.tids) + _switches(self.contender.tids)
+            ns = self.run(w, per)
+            if switches is not None:
+                after = _switches(self.tids) + _switches(self.contender.tids)
+                switches.add(per * self.n, before, after, len(self.tids))
+            return ns / (per * self.n) / 1000.0
 
         return measure
+
+
+def _switches(tids: list[int]) -> list[tuple[int, int]]:
+    """(voluntary, involuntary) context switches of each thread so far, from /proc."""
+    out = []
+    for tid in tids:
+        counts = [0, 0]
+        try:
+            with open(f"/proc/self/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches"):
+                        counts[0] = int(line.split()[1])
+                    elif line.startswith("nonvoluntary_ctxt_switches"):
+                        counts[1] = int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+        out.append((counts[0], counts[1]))
+    return out
+
+
+@dataclass
+class Switches:
+    """Thread switches per call, added up over batches: the calling threads' and the loop
+    thread's, voluntary (the thread slept and had to be woken) and involuntary (it yielded
+    the CPU in a spin, or was pre-empted)."""
+
+    calls: int = 0
+    callers: list[int] = field(default_factory=lambda: [0, 0])
+    loop: list[int] = field(default_factory=lambda: [0, 0])
+
+    def add(
+        self, calls: int, before: list[tuple[int, int]], after: list[tuple[int, int]], n: int
+    ) -> None:
+        self.calls += calls
+        for i, (b, a) in enumerate(zip(before, after, strict=True)):
+            side = self.callers if i < n else self.loop
+            side[0] += a[0] - b[0]
+            side[1] += a[1] - b[1]
+
+    def per_call(self) -> tuple[float, float, float, float]:
+        """(callers voluntary, callers involuntary, loop voluntary, loop involuntary)."""
+        c = max(1, self.calls)
+        return (self.callers[0] / c, self.callers[1] / c, self.loop[0] / c, self.loop[1] / c)

@@ -14,6 +14,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 
 import _harness as h
@@ -40,12 +45,20 @@ def _placements() -> list[h.Placement]:
     return pinned or [h.UNPINNED]
 
 
-def measure(cfg: h.Config, notes: list[str]) -> tuple[list[W.Workload], list[W.Contender], dict]:
-    """Every workload x contender x thread count, interleaved, in each placement."""
+Results = dict[str, dict[str, h.Samples]]
+SwitchCounts = dict[str, dict[str, W.Switches]]
+
+
+def measure(
+    cfg: h.Config, notes: list[str]
+) -> tuple[list[W.Workload], list[W.Contender], Results, SwitchCounts]:
+    """Every workload x contender x thread count, interleaved, in each placement; and the
+    thread switches per call of blockon's and run_coroutine_threadsafe's rows."""
     rounds = max(3, cfg.rounds * 3 // 5)
     batch_s = cfg.batch_s * 2 / 3
     ws = W.workloads(notes)
-    results: dict[str, dict[str, h.Samples]] = {}
+    results: Results = {}
+    switches: SwitchCounts = {}
     with W.contenders(notes) as cs, contextlib.ExitStack() as stack:
         crews: dict[tuple[str, int], W.Crew] = {}
         failed_crews: dict[tuple[str, int], str] = {}
@@ -65,6 +78,7 @@ def measure(cfg: h.Config, notes: list[str]) -> tuple[list[W.Workload], list[W.C
             with h.placed(p, loop_tids, caller_tids):
                 measures: dict[str, h.Measure] = {}
                 failed: dict[str, str] = {}
+                counted = switches.setdefault(p.label, {})
                 for w in ws:
                     for c in cs:
                         for n in THREADS:
@@ -72,8 +86,11 @@ def measure(cfg: h.Config, notes: list[str]) -> tuple[list[W.Workload], list[W.C
                             if (c.key, n) in failed_crews:
                                 failed[k] = failed_crews[(c.key, n)]
                                 continue
+                            count = None
+                            if c.name in (W.BLOCKON, W.RCTS):
+                                count = counted[k] = W.Switches()
                             try:
-                                measures[k] = crews[(c.key, n)].measure(w, batch_s)
+                                measures[k] = crews[(c.key, n)].measure(w, batch_s, count)
                             except Exception as exc:
                                 failed[k] = f"{type(exc).__name__}: {exc}"
                 results[p.label] = h.interleave(measures, rounds, failed=failed)
@@ -81,7 +98,53 @@ def measure(cfg: h.Config, notes: list[str]) -> tuple[list[W.Workload], list[W.C
             f"{rounds} rounds per placement, about {batch_s * 1000:g} ms a batch; "
             f"{len(crews)} crews of calling threads, {len(caller_tids)} threads in all."
         )
-    return ws, cs, results
+    return ws, cs, results, switches
+
+
+def wake_latency_us(a: int, b: int, trips: int = 2000) -> float:
+    """µs to wake a sleeping thread: half a round trip of one byte between two processes
+    pinned to CPUs ``a`` and ``b``, through pipes (each side sleeps in ``read``)."""
+    echo = "import os\nwhile os.read(0, 1):\n    os.write(1, b'x')\n"
+    child = subprocess.Popen(
+        [sys.executable, "-c", echo], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0
+    )
+    assert child.stdin is not None and child.stdout is not None
+    mine = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(child.pid, {b})
+        os.sched_setaffinity(0, {a})
+        w, r = child.stdin.fileno(), child.stdout.fileno()
+        for _ in range(100):  # the child is up, its code warm
+            os.write(w, b"x")
+            os.read(r, 1)
+        t0 = time.perf_counter_ns()
+        for _ in range(trips):
+            os.write(w, b"x")
+            os.read(r, 1)
+        ns = time.perf_counter_ns() - t0
+    finally:
+        os.sched_setaffinity(0, mine)
+        child.stdin.close()
+        child.wait()
+        child.stdout.close()
+    return ns / trips / 2 / 1000.0
+
+
+def wake_note() -> str | None:
+    """The cost of waking a sleeping thread on this machine, same CPU and other CPU."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    same = statistics.median(wake_latency_us(cpus[0], cpus[0]) for _ in range(3))
+    other = statistics.median(wake_latency_us(cpus[0], cpus[1]) for _ in range(3))
+    return (
+        f"Reference, the physics of this machine: waking a thread that sleeps costs "
+        f"{h.fmt_us(same)} µs when it shares the waker's CPU and {h.fmt_us(other)} µs on the "
+        "other CPU (half a round trip of one byte between two processes pinned that way, "
+        "through pipes; median of 3 runs of 2,000)."
+    )
 
 
 # --------------------------------------------------------------------------- tables
@@ -157,6 +220,29 @@ def scaling_table(ws: list[W.Workload], results: dict[str, dict[str, h.Samples]]
                         many = _med(samples, key(w.key, ckey(name, loop), n))
                         cells.append(_ratio(one, many))  # µs per call: one / many = rate ratio
                 t.add(*cells)
+    return t
+
+
+def switches_table(ws: list[W.Workload], switches: SwitchCounts) -> h.Table:
+    head = ["contender", "workload", "threads"]
+    for where in switches:
+        head += [f"{where}: callers vol / invol", "loop vol / invol"]
+    t = h.Table(head, align="llr")
+    for name in (W.BLOCKON, W.RCTS):
+        for loop in LOOPS:
+            for w in ws:
+                if w.key not in ("noop", "sleep0x1", "echo"):
+                    continue
+                for n in THREADS:
+                    cells = [ckey(name, loop), w.title, str(n)]
+                    for counted in switches.values():
+                        s = counted.get(key(w.key, ckey(name, loop), n))
+                        if s is None or not s.calls:
+                            cells += ["-", "-"]
+                            continue
+                        cv, ci, lv, li = s.per_call()
+                        cells += [f"{cv:.2f} / {ci:.2f}", f"{lv:.2f} / {li:.2f}"]
+                    t.add(*cells)
     return t
 
 
@@ -290,7 +376,7 @@ def bench_workloads(cfg: h.Config) -> h.Section:
         "placements: every calling thread on one CPU and the loop threads on the same CPU "
         "(`same CPU`) or on another (`other CPU`).",
     )
-    ws, _, results = measure(cfg, sec.notes)
+    ws, _, results, switches = measure(cfg, sec.notes)
     first = True
     for where, samples in results.items():
         caption = f"µs per call, {where}; `rcts ÷ blockon` above 1 means blockon is faster."
@@ -314,6 +400,18 @@ def bench_workloads(cfg: h.Config) -> h.Section:
             scaling_table(ws, results),
         )
     )
+    sec.extra.append(
+        (
+            "Where the time goes: thread switches per call, read from /proc over every batch "
+            "measured. Voluntary: the thread slept (on its call's slot, on the GIL, in the "
+            "selector) and had to be woken; involuntary: it gave up the CPU in a spin "
+            "(`sched_yield`) or was pre-empted. Callers: all calling threads together.",
+            switches_table(ws, switches),
+        )
+    )
+    wake = wake_note()
+    if wake:
+        sec.notes.append(wake)
     errors = {k: s.error for r in results.values() for k, s in r.items() if s.error}
     sec.notes += [f"{k} failed: {e}" for k, e in errors.items()]
     sec.targets += targets(ws, results)
