@@ -16,14 +16,16 @@
 //! that awaited once (`asyncio.sleep(0)`) had its next step queued behind that pulse, so
 //! every such call cost the whole spin and often a wake-up on top: ten times a call that did
 //! not await. A slice bounds that wait to [`SLICE`], and the loop's I/O is polled between
-//! slices anyway. uvloop shows its poller (`_get_backend_id()`, the libuv epoll descriptor),
-//! so there the slice also ends as soon as a socket has events.
+//! slices anyway. And a pulse spins only after turns that ran nothing else ([`Pulser`]'s
+//! `spin_now`), so that the steps a busy turn queued do not wait at all. uvloop shows its
+//! poller (`_get_backend_id()`, the libuv epoll descriptor), so there the slice also ends as
+//! soon as a socket has events.
 //!
 //! Rejected: a pulse that does not spin at all (the loop iterating back to back): the loop
 //! thread then holds the GIL almost all the time, and callers wait on CPython's GIL hand-off
-//! instead of finding it free.
+//! instead of finding it free. And a pulse that trusted one short turn (see `spin_now`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,8 +41,8 @@ use crate::loop_spin;
 /// The longest one pulse spins: the longest a ready step of the loop's own waits behind it.
 const SLICE: Duration = Duration::from_micros(5);
 
-/// How much longer than the emptiest turn a turn may take and still count as empty.
-const QUIET_MARGIN_NANOS: u64 = 2_000;
+/// A pulse spins at least once every this many turns (see `spin_now`).
+const FORCE_SPIN_AFTER: u32 = 8;
 
 /// The pulses of one loop thread's loop.
 #[pyclass(frozen, module = "blockon._blockon")]
@@ -52,8 +54,12 @@ pub(crate) struct Pulser {
     io: Option<i32>,
     /// When the last pulse ended (`inbox::now_nanos`); 0 before the first.
     last_end: AtomicU64,
-    /// The shortest turn of the loop seen between two pulses: a turn with nothing else in it.
+    /// The shortest recent turn of the loop between two pulses: a turn with nothing else in it.
     empty_turn: AtomicU64,
+    /// Empty turns in a row, up to this pulse.
+    quiet_turns: AtomicU32,
+    /// Turns since a pulse last spun.
+    turns_unspun: AtomicU32,
 }
 
 impl Pulser {
@@ -69,27 +75,41 @@ impl Pulser {
             io,
             last_end: AtomicU64::new(0),
             empty_turn: AtomicU64::new(u64::MAX / 2),
+            quiet_turns: AtomicU32::new(0),
+            turns_unspun: AtomicU32::new(0),
         }
     }
 
-    /// Whether the loop did nothing but this pulse since the last one: the time between them
-    /// is close to the emptiest recent turn (within twice it, or 2 µs more). A turn that ran
-    /// anything else (a task's step, an I/O callback, a timer) takes longer, and what it ran
-    /// may have queued more steps, which would wait behind a spin. The emptiest turn creeps
-    /// up by 1/32 a pulse, so it follows the machine (and one freak short turn does not make
-    /// every later turn look busy: a loop that never spins holds the GIL from its callers).
-    fn quiet_turn(&self, now: u64) -> bool {
+    /// Whether to spin now: after two turns in a row that ran nothing but a pulse, or after
+    /// [`FORCE_SPIN_AFTER`] turns without a spin.
+    ///
+    /// A turn is empty when the time between two pulses is within 1.5 times the emptiest
+    /// recent turn. A turn that ran anything else (a task's step, an I/O callback, a timer)
+    /// takes longer, and what it ran may have queued more steps, which would wait behind a
+    /// spin; but one step after `asyncio.sleep(0)` can take less than an empty turn of uvloop,
+    /// so a single short turn is not trusted: two in a row are. The emptiest turn creeps up by
+    /// 1/32 a pulse, so it follows the machine and one freak short turn does not make every
+    /// later turn look busy. The forced spin is the floor: a loop that never spins holds the
+    /// GIL from its callers, who then wait for CPython's 5 ms hand-off.
+    fn spin_now(&self, now: u64) -> bool {
         let last = self.last_end.load(Ordering::Relaxed);
-        if last == 0 {
-            return false;
-        }
         let turn = now.saturating_sub(last);
         let before = self.empty_turn.load(Ordering::Relaxed);
         let empty = turn.min(before.saturating_add(before / 32));
         self.empty_turn.store(empty, Ordering::Relaxed);
-        turn <= empty
-            .saturating_mul(2)
-            .max(empty.saturating_add(QUIET_MARGIN_NANOS))
+        let empty_turn = last != 0 && turn <= empty.saturating_add(empty / 2);
+        let quiet = if empty_turn {
+            self.quiet_turns.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            self.quiet_turns.store(0, Ordering::Relaxed);
+            0
+        };
+        let unspun = self.turns_unspun.fetch_add(1, Ordering::Relaxed) + 1;
+        let spin = quiet >= 2 || unspun >= FORCE_SPIN_AFTER;
+        if spin {
+            self.turns_unspun.store(0, Ordering::Relaxed);
+        }
+        spin
     }
 
     /// Whether to pulse again: drains what came, spinning one slice for it first.
@@ -107,7 +127,7 @@ impl Pulser {
     fn beat_once(&self, py: Python<'_>) -> PyResult<bool> {
         let inbox = &self.core.inbox;
         let hot_for = loop_spin::spin().as_nanos() as u64;
-        if !inbox.has_jobs() && inbox.busy_within(hot_for) && self.quiet_turn(now_nanos()) {
+        if !inbox.has_jobs() && inbox.busy_within(hot_for) && self.spin_now(now_nanos()) {
             loop_spin::spin_for_work(py, inbox, self.io, Instant::now() + SLICE);
         }
         if inbox.has_jobs() {
