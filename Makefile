@@ -7,8 +7,9 @@ VENV   ?= .venv
 VPY    := $(VENV)/bin/python
 PYTEST_ARGS ?=
 # Targets `make cross-check` type-checks the crate for (their standard library built in the
-# sid chroot): a Windows- or macOS-only compile error fails `make lint`.
-CROSS_TARGETS ?= x86_64-pc-windows-gnu x86_64-apple-darwin aarch64-apple-darwin
+# sid chroot), run before a release to catch Windows- or macOS-only compile errors. Windows twice: the
+# release workflow's wheel is built with MSVC, the one `make wheels` builds with mingw-w64.
+CROSS_TARGETS ?= x86_64-pc-windows-msvc x86_64-pc-windows-gnu x86_64-apple-darwin aarch64-apple-darwin
 # The libpython that `cargo test` binaries load at run time (they are not extension modules).
 PYLIBDIR := $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('LIBDIR') or '')")
 

@@ -23,6 +23,11 @@ if [ "$mode" = wheel ]; then packages+=(python3-venv); fi
 if [[ " $* " == *-windows-gnu\ * ]]; then packages+=(gcc-mingw-w64-x86-64); fi
 root=$(scripts/sid-chroot.sh "${packages[@]}")
 work=/opt/blockon-cross
+# One run at a time in the shared chroot: checkouts (a developer's, CI's clone) share its
+# copy of the source, registry and target directory.
+mkdir -p "$root$work"
+exec 9> "$root$work.lock"
+flock 9
 rm -rf "$root$work/src" "$root$work/dist"
 mkdir -p "$root$work/src" "$root$work/dist"
 git ls-files -z --cached --others --exclude-standard \

@@ -22,7 +22,7 @@ venv=/opt/venv-$version
 [ -x "$root$venv/bin/python" ] || chroot "$root" "python$version" -m venv "$venv"
 work=/opt/work-$version
 rm -rf "$root$work" && mkdir -p "$root$work"
-cp -r tests benches scripts pyproject.toml docs examples "$root$work"/
+cp -r tests benches scripts pyproject.toml docs examples README.md CHANGELOG.md .github "$root$work"/
 cp "$wheel" "$root$work"/
 inside() { chroot "$root" env -C "$work" HOME=/root BLOCKON_GIT_REV="${BLOCKON_GIT_REV:-}" \
   MATRIX_MODE="${MATRIX_MODE:-test}" MATRIX_DEPS="${MATRIX_DEPS:?}" "$@"; }

@@ -25,7 +25,7 @@ if [ $mode = bench ]; then
   deps=(uvloop greenback asyncio-thread-runner asgiref anyio asyncer synchronicity nest-asyncio2)
 else
   deps=(pytest pytest-asyncio pytest-timeout hypothesis uvloop aiohttp aiosqlite httpx
-        ipykernel nbclient nbformat jupyter-client starlette uvicorn greenlet mypy)
+        ipykernel nbclient nbformat jupyter-client starlette uvicorn greenlet mypy pyyaml)
 fi
 host=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 # The benchmarks report the commit they measured; their copy outside the checkout has no git.
@@ -82,7 +82,7 @@ for target in "${targets[@]}"; do
   fi
   # Run from a copy, so `import blockon` is the installed wheel, not ./python.
   work=$(mktemp -d)
-  cp -r tests benches scripts pyproject.toml docs examples "$work"/
+  cp -r tests benches scripts pyproject.toml docs examples README.md CHANGELOG.md .github "$work"/
   out=$(cd "$work" && MATRIX_MODE=$mode MATRIX_DEPS="${deps[*]}" \
     bash scripts/matrix-run.sh "$venv/bin/python" "$cache/wheels-$target"/*.whl)
   if [ $mode = bench ]; then

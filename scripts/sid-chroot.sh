@@ -18,8 +18,8 @@ root=$cache/$suite${arch:+-$arch}
 mkdir -p "$cache"
 if [ ! -x "$root/usr/bin/apt-get" ]; then
   command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >&2
-  debootstrap ${arch:+--arch="$arch"} --variant=minbase --include="$include" \
-    "$suite" "$root" http://deb.debian.org/debian >&2
+  # No mirror named: debootstrap's default is Debian's own.
+  debootstrap ${arch:+--arch="$arch"} --variant=minbase --include="$include" "$suite" "$root" >&2
 fi
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 # pip and cargo inside use the host's configuration and certificate authorities, as outside.

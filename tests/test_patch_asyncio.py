@@ -833,9 +833,14 @@ CTRL_C = """
 import asyncio, blockon, sys
 blockon.patch_asyncio()
 
+def started():
+    print("started", flush=True)
+
 async def inner():
     try:
-        print("started", flush=True)
+        # Said from the loop step after this coroutine suspends: Ctrl-C then lands in the
+        # nested run's stepping of the loop, not in the moment before it begins.
+        asyncio.get_running_loop().call_soon(started)
         await asyncio.sleep(3600)
     finally:
         await asyncio.sleep(0)
