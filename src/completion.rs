@@ -178,9 +178,10 @@ impl Call {
 
     /// `settle`, on the loop thread that runs the call: a parked caller is woken once the
     /// loop thread lets go of the GIL (`deferred_wake`), not while it still holds it.
-    pub(crate) fn settle_from_loop(self: &Arc<Self>, outcome: Outcome) {
+    pub(crate) fn settle_from_loop(self: &Arc<Self>, py: Python<'_>, outcome: Outcome) {
         let (_, parked) = self.outcome.complete_quietly(outcome);
         lock(&self.task).take();
+        crate::pulse::settled(py);
         if parked {
             deferred_wake::wake_later(self);
         }

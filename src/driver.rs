@@ -87,7 +87,7 @@ impl Driver {
 
     fn settle(&self, py: Python<'_>, outcome: Outcome) {
         match &self.target {
-            Target::Call(call) => call.settle_from_loop(outcome),
+            Target::Call(call) => call.settle_from_loop(py, outcome),
             Target::Future(future) => {
                 let (kind, value) = match outcome {
                     Outcome::Value(v) => ("result", v),

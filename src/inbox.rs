@@ -106,8 +106,15 @@ impl<J> Inbox<J> {
 
     /// Whether a waiter that is about to take the GIL should first let the consumer release
     /// it: true while a watched consumer holds it.
+    ///
+    /// An idle consumer does not: it blocks, or is about to, in its loop's own poller, which
+    /// releases the GIL. A pulsed loop (`pulse`) never says it is detached there (it blocks
+    /// where blockon cannot see), and reading it as holding the GIL made every caller of a
+    /// call that outlasted the pulses hold off for the whole 30 µs while the loop slept.
     pub(crate) fn consumer_holds_gil(&self) -> bool {
-        self.watched.load(Ordering::Relaxed) && !self.detached.load(Ordering::Acquire)
+        self.watched.load(Ordering::Relaxed)
+            && !self.detached.load(Ordering::Acquire)
+            && !self.idle.load(Ordering::SeqCst)
     }
 
     /// Whether the consumer said it is idle.

@@ -8,8 +8,11 @@
 //! and queues the next pulse with `call_soon`. Between two pulses the loop runs one whole
 //! iteration: its other ready callbacks (the steps of its tasks among them), its I/O (polled
 //! without blocking, because a pulse is always ready) and its timers. When no job has come
-//! for as long as a selector would spin (`loop_spin::spin`), the loop is marked idle and
-//! pulses stop: callers wake it with the byte again, and an idle program costs nothing.
+//! and no call has settled for as long as a selector would spin (`loop_spin::spin`), the
+//! loop is marked idle and pulses stop: callers wake it with the byte again, and an idle
+//! program costs nothing. A call that settles on an idle loop starts the pulses again
+//! ([`settled`]): its caller is woken at the next pulse, with the GIL let go, and its next
+//! call, which usually follows at once, finds the loop awake.
 //!
 //! Why slices: a ready callback cannot see the loop's ready queue, so whatever a pulse does, the
 //! steps queued behind it wait for it. The first design spun for 50 µs in one pulse; a task
@@ -25,6 +28,7 @@
 //! thread then holds the GIL almost all the time, and callers wait on CPython's GIL hand-off
 //! instead of finding it free. And a pulse that trusted one short turn (see `spin_now`).
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,6 +48,11 @@ const SLICE: Duration = Duration::from_micros(5);
 /// A pulse spins at least once every this many turns (see `spin_now`).
 const FORCE_SPIN_AFTER: u32 = 8;
 
+thread_local! {
+    /// This loop thread's pulser, once a caller has woken it: what a settled call rekindles.
+    static PULSER: RefCell<Option<Py<Pulser>>> = const { RefCell::new(None) };
+}
+
 /// The pulses of one loop thread's loop.
 #[pyclass(frozen, module = "blockon._blockon")]
 pub(crate) struct Pulser {
@@ -60,6 +69,8 @@ pub(crate) struct Pulser {
     quiet_turns: AtomicU32,
     /// Turns since a pulse last spun.
     turns_unspun: AtomicU32,
+    /// When a call on this loop last settled (`inbox::now_nanos`).
+    last_settle: AtomicU64,
 }
 
 impl Pulser {
@@ -77,7 +88,14 @@ impl Pulser {
             empty_turn: AtomicU64::new(u64::MAX / 2),
             quiet_turns: AtomicU32::new(0),
             turns_unspun: AtomicU32::new(0),
+            last_settle: AtomicU64::new(0),
         }
+    }
+
+    /// Whether the loop took a job or settled a call within `nanos`.
+    fn hot(&self, nanos: u64) -> bool {
+        let settled = self.last_settle.load(Ordering::Relaxed);
+        self.core.inbox.busy_within(nanos) || now_nanos().saturating_sub(settled) < nanos
     }
 
     /// Whether to spin now: after two turns in a row that ran nothing but a pulse, or after
@@ -127,14 +145,14 @@ impl Pulser {
     fn beat_once(&self, py: Python<'_>) -> PyResult<bool> {
         let inbox = &self.core.inbox;
         let hot_for = loop_spin::spin().as_nanos() as u64;
-        if !inbox.has_jobs() && inbox.busy_within(hot_for) && self.spin_now(now_nanos()) {
+        if !inbox.has_jobs() && self.hot(hot_for) && self.spin_now(now_nanos()) {
             loop_spin::spin_for_work(py, inbox, self.io, Instant::now() + SLICE);
         }
         if inbox.has_jobs() {
             self.drain.call0(py)?;
             return Ok(true);
         }
-        if inbox.busy_within(hot_for) {
+        if self.hot(hot_for) {
             return Ok(true);
         }
         if loop_spin::idle_unless_jobs(inbox) {
@@ -157,20 +175,48 @@ fn schedule(slf: &Bound<'_, Pulser>) -> PyResult<()> {
         .map(drop)
 }
 
+/// Starts pulsing unless pulses are still going.
+fn kindle(slf: &Bound<'_, Pulser>) -> PyResult<()> {
+    let inbox = &slf.get().core.inbox;
+    if inbox.is_idle() {
+        // Queued first: a loop that refuses it (closed) stays idle and keeps no wake-ups.
+        schedule(slf)?;
+        inbox.set_idle(false);
+        deferred_wake::set_deferring(true);
+    }
+    Ok(())
+}
+
+/// A call settled on this thread, before its caller is woken (`completion`). On a pulsed loop
+/// thread, pulses go on (or start again) for as long as after a job taken: the caller of a
+/// call that outlasted them is woken at the next pulse, once the GIL is let go, and its next
+/// call, which often follows at once, finds the loop awake instead of writing the byte.
+pub(crate) fn settled(py: Python<'_>) {
+    let Some(pulser) = PULSER.with(|p| p.borrow().as_ref().map(|p| p.clone_ref(py))) else {
+        return;
+    };
+    let pulser = pulser.bind(py);
+    pulser
+        .get()
+        .last_settle
+        .store(now_nanos(), Ordering::Relaxed);
+    // A loop that is closing refuses the pulse; its caller is then woken at once.
+    let _ = kindle(pulser);
+}
+
 #[pymethods]
 impl Pulser {
     /// The inbox's reader callback: the loop was idle and a caller woke it. Drains, and starts
     /// pulsing unless pulses are still going.
     fn wake(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let this = slf.get();
-        this.drain.call0(slf.py())?;
-        let inbox = &this.core.inbox;
-        if inbox.is_idle() {
-            inbox.set_idle(false);
-            deferred_wake::set_deferring(true);
-            schedule(slf)?;
-        }
-        Ok(())
+        PULSER.with(|p| {
+            let mut p = p.borrow_mut();
+            if p.is_none() {
+                *p = Some(slf.clone().unbind());
+            }
+        });
+        slf.get().drain.call0(slf.py())?;
+        kindle(slf)
     }
 
     /// One pulse (a ready callback); queues the next unless the loop went idle. A pulse that
