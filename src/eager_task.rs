@@ -59,7 +59,7 @@ pub(crate) fn spawn_task(
 /// Takes the task's own first step (the handle `create_task` queued) out of `ready`, found by
 /// identity among the handles queued since `before`: a task factory, or another thread's
 /// `call_soon_threadsafe`, may have queued more than that one meanwhile.
-fn own_step<'py>(
+pub(crate) fn own_step<'py>(
     ready: &Bound<'py, PyAny>,
     task: &Bound<'py, PyAny>,
     before: usize,

@@ -903,6 +903,50 @@ def test_bridge_session_tasks_have_meaningful_reprs(lt):
     assert any("wrap_context" in text or "manager" in text for text in reprs), reprs
 
 
+# --- re-entrant run, Ctrl-C before the loop is driven -------------------------------------
+
+scenario(
+    "nested-ctrl-c-before-driving",
+    """
+    import asyncio
+    import blockon
+    import blockon._reentry
+
+    def interrupted(*args):
+        # What a Ctrl-C landing on the first line of the loop driving does.
+        raise KeyboardInterrupt
+
+    blockon._reentry.drive_until = interrupted
+
+    async def nested():
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            print("nested cancelled", flush=True)
+            raise
+
+    async def main():
+        try:
+            blockon.run(nested(), nest=True)
+        except KeyboardInterrupt:
+            print("KeyboardInterrupt", flush=True)
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        await asyncio.wait(others, timeout=5)
+        print("cancelled:", [t.cancelled() for t in others], flush=True)
+
+    asyncio.run(main())
+    """,
+    limit=10,
+)
+
+
+@uses("nested-ctrl-c-before-driving")
+def test_ctrl_c_before_a_nested_run_drives_the_loop_cancels_the_work(scenarios):
+    result = scenarios.result("nested-ctrl-c-before-driving")
+    assert result.lines == ["KeyboardInterrupt", "nested cancelled", "cancelled: [True]"], result
+    assert result.returncode == 0 and result.err == "", result
+
+
 # --- re-entrant first step, Ctrl-C ------------------------------------------------------------
 
 FIRST_STEP_CTRL_C = """
