@@ -436,6 +436,7 @@ impl LoopThreadBase {
     /// Loop thread: the loop is shut down and closed.
     fn _stopped(&self, py: Python<'_>) {
         deferred_wake::flush_detached(py);
+        crate::pulse::forget(py);
         self.life.stopped();
     }
 

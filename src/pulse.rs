@@ -204,6 +204,14 @@ pub(crate) fn settled(py: Python<'_>) {
     let _ = kindle(pulser);
 }
 
+/// This loop thread's loop has stopped: lets go of its pulser, which holds the loop thread
+/// object (through `_drain`). Here, with the GIL held, the reference goes at once; left to
+/// the thread's exit, it would be released only when some later call took the GIL, and a
+/// closed loop thread could outlive the last reference to it.
+pub(crate) fn forget(_py: Python<'_>) {
+    drop(PULSER.with(|p| p.borrow_mut().take()));
+}
+
 #[pymethods]
 impl Pulser {
     /// The inbox's reader callback: the loop was idle and a caller woke it. Drains, and starts
