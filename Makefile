@@ -6,9 +6,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 VPY    := $(VENV)/bin/python
 PYTEST_ARGS ?=
-# Targets `make cross-check` type-checks the crate for (their standard library built in the
-# sid chroot), run before a release to catch Windows- or macOS-only compile errors. Windows twice: the
-# release workflow's wheel is built with MSVC, the one `make wheels` builds with mingw-w64.
+# Targets `make cross-check` (part of `make lint`) type-checks the crate for, their standard
+# library built in the sid chroot, so a Windows- or macOS-only compile error cannot land unseen.
+# Windows twice: the release workflow's wheel is built with MSVC, `make wheels`'s with mingw-w64.
 CROSS_TARGETS ?= x86_64-pc-windows-msvc x86_64-pc-windows-gnu x86_64-apple-darwin aarch64-apple-darwin
 # The libpython that `cargo test` binaries load at run time (they are not extension modules).
 PYLIBDIR := $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('LIBDIR') or '')")
@@ -45,15 +45,16 @@ test-python: ## the pytest suite twice (warnings are errors, hang guards on): fa
 	BLOCKON_GENERIC_PATH=1 $(VPY) -m pytest $(PYTEST_ARGS) || status=1; \
 	exit $$status
 
-lint: build ## ruff, mypy (python/blockon and tests), stubtest, cargo fmt --check, clippy
+lint: build ## ruff, mypy (python/blockon and tests), stubtest, cargo fmt --check, clippy, cross-check
 	$(VENV)/bin/ruff check python tests benches examples
 	$(VENV)/bin/ruff format --check python tests benches examples
 	$(VENV)/bin/mypy
 	$(VPY) -m mypy.stubtest blockon._blockon --allowlist .stubtest-allowlist
 	cargo fmt --check
 	PYO3_PYTHON=$$(command -v $(PYTHON)) cargo clippy --quiet --all-targets -- -D warnings
+	$(MAKE) --no-print-directory cross-check
 
-cross-check: ## cargo check for Windows and macOS (x86_64, arm64), std built in a sid chroot (root; before a release)
+cross-check: ## cargo check for Windows and macOS (x86_64, arm64), std built in a sid chroot (root; about 8 min the first time)
 	scripts/cross.sh check $(CROSS_TARGETS)
 
 wheels: venv ## release wheels and the sdist in dist/ (Linux here, others cross-built), auditwheel

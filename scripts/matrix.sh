@@ -25,7 +25,8 @@ if [ $mode = bench ]; then
   deps=(uvloop greenback asyncio-thread-runner asgiref anyio asyncer synchronicity nest-asyncio2)
 else
   deps=(pytest pytest-asyncio pytest-timeout hypothesis uvloop aiohttp aiosqlite httpx
-        ipykernel nbclient nbformat jupyter-client starlette uvicorn greenlet mypy pyyaml)
+        ipykernel nbclient nbformat jupyter-client starlette uvicorn greenlet mypy pyyaml
+        asyncpg redis)
 fi
 host=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 # The benchmarks report the commit they measured; their copy outside the checkout has no git.

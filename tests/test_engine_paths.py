@@ -12,6 +12,7 @@ import gc
 import os
 import selectors
 import socket
+import threading
 import time
 import weakref
 from typing import Any
@@ -178,6 +179,9 @@ def test_a_closed_loop_thread_that_keeps_its_own_bridge_is_collected(factory):
     thread = weakref.ref(lt)
     lt.close()
     del lt
+    # close() returns once the loop has stopped; the thread's last frames go when it ends.
+    for ended in [t for t in threading.enumerate() if t.name == "test-collected"]:
+        ended.join(timeout=30)
     gc.collect()
     assert thread() is None
     assert loop() is None

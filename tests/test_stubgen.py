@@ -241,7 +241,8 @@ def test_signatures_of_twins_show_what_they_return():
         """A subclass of a twin class keeps the constructor's signature."""
 
     assert inspect.signature(Sink) == inspect.signature(AsyncSource)
-    assert "read(self, n: 'int') -> 'bytes'" in pydoc_text(Source)  # help()
+    # help(); pydoc shows annotations written as text without quotes from Python 3.14 on
+    assert re.search(r"read\(self, n: '?int'?\) -> '?bytes'?", pydoc_text(Source))
 
 
 def pydoc_text(obj: object) -> str:

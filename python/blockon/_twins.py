@@ -335,6 +335,10 @@ class _ClassMethod(classmethod):  # type: ignore[type-arg]
     wrapped class, so it makes wrapped objects), and a ``classmethod`` to anything that
     inspects the class, as it is on the wrapped class."""
 
+    # classmethod's own __new__ takes the function alone from Python 3.15 on.
+    def __new__(cls, name: str, fn: Callable[..., Any]) -> _ClassMethod:
+        return super().__new__(cls, fn)
+
     def __init__(self, name: str, fn: Callable[..., Any]) -> None:
         super().__init__(fn)
         self._blockon_forward = _Forward(name)
