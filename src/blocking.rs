@@ -234,7 +234,13 @@ pub(crate) fn through_inbox(
         }
         Ok(())
     };
-    wait(py, call, how, &kick, &cancel, Some(&alive), Some(&gil_busy))
+    let _waiting = inbox.waiting();
+    let start = waiter::Start {
+        kick: Some(&kick),
+        spin: inbox.spin_for_call(),
+        gil_busy: Some(&gil_busy),
+    };
+    wait(py, call, how, start, &cancel, Some(&alive))
 }
 
 /// Runs `coro` on `event_loop`, a loop running in another thread, and waits for it.
@@ -277,7 +283,11 @@ pub(crate) fn on_loop(
         }
         return Err(err);
     }
-    wait(py, &call, how, &|| {}, &cancel, Some(&alive), None)
+    let start = waiter::Start {
+        spin: true,
+        ..waiter::Start::default()
+    };
+    wait(py, &call, how, start, &cancel, Some(&alive))
 }
 
 /// `RuntimeError` unless `event_loop` is running and not closed.
@@ -315,21 +325,15 @@ fn wait(
     py: Python<'_>,
     call: &Call,
     how: &Waiting<'_>,
-    kick: &(dyn Fn() + Sync),
+    mut start: waiter::Start<'_>,
     cancel: Check<'_>,
     alive: Option<Check<'_>>,
-    gil_busy: Option<&(dyn Fn() -> bool + Sync)>,
 ) -> PyResult<Py<PyAny>> {
     let deadline = deadline_after(how.timeout);
     let mut warn_at = how
         .blocked
         .as_ref()
         .and_then(|(seconds, _)| deadline_after(Some(*seconds)));
-    let mut start = waiter::Start {
-        kick: Some(kick),
-        spin: true,
-        gil_busy,
-    };
     loop {
         let mut until = earliest(deadline, warn_at);
         if alive.is_some() || how.caller_task.is_some() {

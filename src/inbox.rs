@@ -8,7 +8,7 @@
 //! No wake-up is lost: the consumer clears `armed` before it takes the queue, so a job pushed
 //! after the take finds `armed` clear and writes a fresh byte.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
@@ -35,6 +35,10 @@ pub(crate) struct Inbox<J> {
     detached: AtomicBool,
     /// When jobs were last taken, in nanoseconds since [`epoch`].
     last_take: AtomicU64,
+    /// The CPU the consumer last took jobs on ([`current_cpu`]); -1 where unknown.
+    cpu: AtomicI32,
+    /// Callers waiting for a call they queued here.
+    waiting: AtomicUsize,
     waker: Waker,
 }
 
@@ -45,6 +49,20 @@ fn epoch() -> Instant {
 
 pub(crate) fn now_nanos() -> u64 {
     epoch().elapsed().as_nanos() as u64
+}
+
+/// The CPU the calling thread runs on, where the system tells (Linux); -1 elsewhere.
+#[cfg(target_os = "linux")]
+pub(crate) fn current_cpu() -> i32 {
+    // SAFETY: `sched_getcpu` takes no arguments and touches no memory of ours; it returns -1
+    // on failure, which is read as "unknown".
+    unsafe { libc::sched_getcpu() }
+}
+
+/// The CPU the calling thread runs on, where the system tells (Linux); -1 elsewhere.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn current_cpu() -> i32 {
+    -1
 }
 
 impl<J> Inbox<J> {
@@ -60,6 +78,8 @@ impl<J> Inbox<J> {
             idle: AtomicBool::new(false),
             detached: AtomicBool::new(false),
             last_take: AtomicU64::new(0),
+            cpu: AtomicI32::new(-1),
+            waiting: AtomicUsize::new(0),
             waker,
         }
     }
@@ -117,6 +137,24 @@ impl<J> Inbox<J> {
             && !self.idle.load(Ordering::SeqCst)
     }
 
+    /// A caller starts waiting for a call it queued; the guard marks the end of its wait.
+    pub(crate) fn waiting(&self) -> CallerWait<'_> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        CallerWait(&self.waiting)
+    }
+
+    /// Whether a caller that starts waiting for a call it queued here should spin first.
+    ///
+    /// Not where it would spin on the CPU the consumer last took jobs on while other callers
+    /// wait too: its spin can then only take that CPU from the consumer, and its `sched_yield`
+    /// hands the CPU to the other callers as much as to the consumer. A lone caller does spin
+    /// there: its yields hand the CPU straight to the consumer, and it sees its result without
+    /// a futex wake-up.
+    pub(crate) fn spin_for_call(&self) -> bool {
+        let cpu = self.cpu.load(Ordering::Relaxed);
+        self.waiting.load(Ordering::Relaxed) < 2 || cpu < 0 || cpu != current_cpu()
+    }
+
     /// Whether the consumer said it is idle.
     pub(crate) fn is_idle(&self) -> bool {
         self.idle.load(Ordering::SeqCst)
@@ -143,6 +181,7 @@ impl<J> Inbox<J> {
         self.armed.store(false, Ordering::SeqCst);
         self.waker.clear();
         self.last_take.store(now_nanos(), Ordering::Relaxed);
+        self.cpu.store(current_cpu(), Ordering::Relaxed);
         let mut queue = lock(&self.queue);
         self.queued.store(0, Ordering::SeqCst);
         std::mem::take(&mut queue.jobs)
@@ -163,6 +202,15 @@ impl<J> Inbox<J> {
         };
         self.waker.shut();
         jobs
+    }
+}
+
+/// A caller's wait for a call it queued ([`Inbox::waiting`]); ends when dropped.
+pub(crate) struct CallerWait<'a>(&'a AtomicUsize);
+
+impl Drop for CallerWait<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -221,6 +269,26 @@ mod tests {
         inbox.set_idle(true);
         assert_eq!(inbox.push(2), Ok(true), "an idle consumer is woken");
         assert_eq!(inbox.push(3), Ok(false), "once");
+    }
+
+    #[test]
+    fn callers_spin_unless_crowding_the_consumers_cpu() {
+        let inbox = new_inbox();
+        let first = inbox.waiting();
+        assert!(inbox.spin_for_call(), "the consumer's CPU is not known yet");
+        inbox.cpu.store(current_cpu(), Ordering::Relaxed);
+        assert!(inbox.spin_for_call(), "a lone caller spins");
+        let second = inbox.waiting();
+        inbox.cpu.store(i32::MAX, Ordering::Relaxed);
+        assert!(inbox.spin_for_call(), "the consumer is on another CPU");
+        let cpu = current_cpu();
+        inbox.cpu.store(cpu, Ordering::Relaxed);
+        let spin = inbox.spin_for_call();
+        if cfg!(target_os = "linux") && cpu >= 0 && current_cpu() == cpu {
+            assert!(!spin, "a second caller on the consumer's CPU parks at once");
+        }
+        drop((first, second));
+        assert!(inbox.spin_for_call(), "the waits have ended");
     }
 
     #[test]
