@@ -12,13 +12,18 @@ docs/reference.md is the reference of every public name.
 
 from ._api import call, enter_context, gather, run, submit, sync, wrap_context, wrap_iter
 from ._api import map as map
-
-# `%load_ext blockon` and `%unload_ext blockon` in IPython call these.
-from ._ipython import load_ipython_extension as load_ipython_extension
-from ._ipython import unload_ipython_extension as unload_ipython_extension
 from ._loopthread import LoopThread, default_loop_thread
-from ._patch import patch_asyncio, unpatch_asyncio
 from ._to_thread import to_thread
+
+# patch_asyncio, unpatch_asyncio and the hooks `%load_ext blockon` and `%unload_ext blockon`
+# call in IPython are loaded on first use (`__getattr__` below): most programs never use
+# them, and `import blockon` stays under 5 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._ipython import load_ipython_extension as load_ipython_extension
+    from ._ipython import unload_ipython_extension as unload_ipython_extension
+    from ._patch import patch_asyncio as patch_asyncio
+    from ._patch import unpatch_asyncio as unpatch_asyncio
 
 # `map` is public as `blockon.map`, but not in __all__: `from blockon import *` must not
 # shadow the builtin.
@@ -48,8 +53,6 @@ for _obj in (
     to_thread,
     run,
     submit,
-    patch_asyncio,
-    unpatch_asyncio,
 ):
     _obj.__module__ = __name__
 for _name in (
@@ -64,3 +67,27 @@ for _name in (
 ):
     getattr(LoopThread, _name).__module__ = __name__
 del _obj, _name
+
+
+_PATCH = ("patch_asyncio", "unpatch_asyncio")
+_IPYTHON = ("load_ipython_extension", "unload_ipython_extension")
+
+
+def __getattr__(name: str) -> object:
+    if name in _PATCH:
+        from . import _patch
+
+        found: object = getattr(_patch, name)
+        found.__module__ = __name__
+    elif name in _IPYTHON:
+        from . import _ipython
+
+        found = getattr(_ipython, name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = found
+    return found
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_PATCH, *_IPYTHON})

@@ -337,7 +337,7 @@ class _ClassMethod(classmethod):  # type: ignore[type-arg]
 
     # classmethod's own __new__ takes the function alone from Python 3.15 on.
     def __new__(cls, name: str, fn: Callable[..., Any]) -> _ClassMethod:
-        return super().__new__(cls, fn)
+        return super().__new__(cls, fn)  # type: ignore[call-arg]  # typeshed: object's
 
     def __init__(self, name: str, fn: Callable[..., Any]) -> None:
         super().__init__(fn)
