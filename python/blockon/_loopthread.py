@@ -14,7 +14,7 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Generator, Itera
 from contextlib import AbstractContextManager as ContextManager
 from types import TracebackType
 
-from . import _bridges, _call, _gather, _map, _running, _sync
+from . import _bridges, _call, _gather, _map, _running
 from ._arguments import check_callable, type_name
 from ._blockon import _default_loop_thread, _timeout_arg
 from ._children import Failed
@@ -123,6 +123,10 @@ class LoopThread(LoopRunner):
         Raised when ``obj`` is a lone awaitable (a coroutine, task or future):
         ``TypeError`` (a coroutine is closed first); run it with ``run()`` instead.
         """
+        # Loaded on first use: the twin machinery is a third of `import blockon`'s time, and
+        # many programs never make a twin.
+        from . import _sync
+
         return _sync.sync(self, obj)
 
     if TYPE_CHECKING:
