@@ -238,6 +238,7 @@ pub(crate) fn through_inbox(
     let start = waiter::Start {
         kick: Some(&kick),
         spin: inbox.spin_for_call(),
+        spin_free: inbox.on_another_cpu(),
         gil_busy: Some(&gil_busy),
     };
     wait(py, call, how, start, &cancel, Some(&alive))

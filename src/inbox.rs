@@ -155,6 +155,15 @@ impl<J> Inbox<J> {
         self.waiting.load(Ordering::Relaxed) < 2 || cpu < 0 || cpu != current_cpu()
     }
 
+    /// Whether the calling thread runs on another CPU than the one the consumer last took
+    /// jobs on (Linux; false where unknown). Such a caller may spin outside the spinner
+    /// budget: its spin takes no CPU from the consumer, and it spares a wake-up sent across
+    /// CPUs, the dearest part of a call on many machines.
+    pub(crate) fn on_another_cpu(&self) -> bool {
+        let cpu = self.cpu.load(Ordering::Relaxed);
+        cpu >= 0 && cpu != current_cpu()
+    }
+
     /// Whether the consumer said it is idle.
     pub(crate) fn is_idle(&self) -> bool {
         self.idle.load(Ordering::SeqCst)

@@ -74,12 +74,12 @@ pub(crate) fn spin_until(end: Instant, ready: impl Fn() -> bool) -> bool {
 
 /// Spins until `target` is ready or the spin budget (capped at `until`) runs out; returns
 /// whether it is ready. Spins only if a spinner place is free.
-fn spin(target: &dyn Waitable, until: Instant) -> bool {
+fn spin(target: &dyn Waitable, until: Instant, free: bool) -> bool {
     if target.is_ready() {
         return true;
     }
     let taken = SPINNERS.fetch_add(1, Ordering::AcqRel);
-    let result = taken < max_spinners()
+    let result = (free || taken < max_spinners())
         && spin_until(until.min(Instant::now() + SPIN), || target.is_ready());
     SPINNERS.fetch_sub(1, Ordering::AcqRel);
     result
@@ -103,6 +103,8 @@ pub(crate) struct Start<'a> {
     pub(crate) kick: Option<&'a (dyn Fn() + Sync)>,
     /// Spin (within the spinner budget) before the first park.
     pub(crate) spin: bool,
+    /// Spin outside the spinner budget: the thread it waits for runs on another CPU.
+    pub(crate) spin_free: bool,
     /// Whether the thread that makes the target ready still holds the GIL. Once the target
     /// is ready after a spin, the waiter spins briefly while it does, so that taking the GIL
     /// back finds it free instead of sleeping on the GIL's own condition variable.
@@ -137,7 +139,7 @@ pub(crate) fn wait(
                 if let Some(kick) = first.kick {
                     kick();
                 }
-                if first.spin && spin(target, slice_end) {
+                if first.spin && spin(target, slice_end, first.spin_free) {
                     hold_off(first.gil_busy);
                     return true;
                 }
@@ -186,14 +188,14 @@ mod tests {
     fn spin_sees_an_early_completion() {
         let flag = Flag::default();
         flag.0.store(true, Ordering::Release);
-        assert!(spin(&flag, Instant::now()));
+        assert!(spin(&flag, Instant::now(), false));
     }
 
     #[test]
     fn spin_gives_up_after_its_budget() {
         let flag = Flag::default();
         let start = Instant::now();
-        assert!(!spin(&flag, start + Duration::from_secs(10)));
+        assert!(!spin(&flag, start + Duration::from_secs(10), false));
         assert!(start.elapsed() < Duration::from_secs(1));
         assert_eq!(
             SPINNERS.load(Ordering::Acquire),
@@ -210,7 +212,7 @@ mod tests {
             thread::spawn(move || flag.0.store(true, Ordering::Release))
         };
         let until = Instant::now() + Duration::from_secs(10);
-        let seen = spin(&*flag, until) || flag.park_until(until);
+        let seen = spin(&*flag, until, false) || flag.park_until(until);
         writer.join().unwrap();
         assert!(seen);
     }
