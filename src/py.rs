@@ -14,6 +14,8 @@ use pyo3::types::PyType;
 pub(crate) struct Cached {
     /// `asyncio._get_running_loop`: the running loop of the calling thread, or None.
     pub(crate) get_running_loop: Py<PyAny>,
+    /// `sys.getrecursionlimit`: read at each re-entrant run (the limit can change).
+    pub(crate) recursion_limit: Py<PyAny>,
     /// `asyncio.current_task`.
     pub(crate) current_task: Py<PyAny>,
     /// `asyncio.tasks._enter_task` and `_leave_task` (C-accelerated), if this Python has
@@ -61,6 +63,7 @@ pub(crate) fn cached(py: Python<'_>) -> PyResult<&Cached> {
         let futures = py.import("blockon._futures")?;
         Ok(Cached {
             get_running_loop: attr(py, "asyncio", "_get_running_loop")?.unbind(),
+            recursion_limit: attr(py, "sys", "getrecursionlimit")?.unbind(),
             copy_context: attr(py, "contextvars", "copy_context")?.unbind(),
             current_task: attr(py, "asyncio", "current_task")?.unbind(),
             enter_task: attr(py, "asyncio.tasks", "_enter_task")

@@ -75,10 +75,7 @@ pub(crate) fn enter(event_loop: &Bound<'_, PyAny>) -> PyResult<Nested> {
     let py = event_loop.py();
     let queued = ready_len(event_loop)?;
     let depth = DEPTH.with(Cell::get);
-    let limit: usize = py
-        .import("sys")?
-        .call_method0("getrecursionlimit")?
-        .extract()?;
+    let limit: usize = cached(py)?.recursion_limit.call0(py)?.extract(py)?;
     if depth >= (limit / FRAMES_PER_LEVEL).max(8) {
         return Err(PyRecursionError::new_err(format!(
             "blockon: {depth} re-entrant run() calls are nested on one loop; a coroutine \
