@@ -238,7 +238,6 @@ pub(crate) fn through_inbox(
     let start = waiter::Start {
         kick: Some(&kick),
         spin: inbox.spin_for_call(),
-        spin_free: inbox.on_another_cpu(),
         gil_busy: Some(&gil_busy),
     };
     wait(py, call, how, start, &cancel, Some(&alive))
@@ -285,7 +284,7 @@ pub(crate) fn on_loop(
         return Err(err);
     }
     let start = waiter::Start {
-        spin: true,
+        spin: waiter::Spin::Budgeted,
         ..waiter::Start::default()
     };
     wait(py, &call, how, start, &cancel, Some(&alive))

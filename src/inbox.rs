@@ -13,6 +13,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use crate::completion::lock;
+use crate::waiter::Spin;
 use crate::wakeup::Waker;
 
 struct Queue<J> {
@@ -143,25 +144,27 @@ impl<J> Inbox<J> {
         CallerWait(&self.waiting)
     }
 
-    /// Whether a caller that starts waiting for a call it queued here should spin first.
+    /// How a caller that starts waiting for a call it queued here spins before it parks.
     ///
-    /// Not where it would spin on the CPU the consumer last took jobs on while other callers
-    /// wait too: its spin can then only take that CPU from the consumer, and its `sched_yield`
-    /// hands the CPU to the other callers as much as to the consumer. A lone caller does spin
-    /// there: its yields hand the CPU straight to the consumer, and it sees its result without
-    /// a futex wake-up.
-    pub(crate) fn spin_for_call(&self) -> bool {
-        let cpu = self.cpu.load(Ordering::Relaxed);
-        self.waiting.load(Ordering::Relaxed) < 2 || cpu < 0 || cpu != current_cpu()
-    }
-
-    /// Whether the calling thread runs on another CPU than the one the consumer last took
-    /// jobs on (Linux; false where unknown). Such a caller may spin outside the spinner
+    /// On another CPU than the one the consumer last took jobs on (Linux), outside the spinner
     /// budget: its spin takes no CPU from the consumer, and it spares a wake-up sent across
-    /// CPUs, the dearest part of a call on many machines.
-    pub(crate) fn on_another_cpu(&self) -> bool {
+    /// CPUs, the dearest part of a call on many machines. On the consumer's CPU, not at all
+    /// while other callers wait too: its spin can then only take that CPU from the consumer,
+    /// and its `sched_yield` hands the CPU to the other callers as much as to the consumer. A
+    /// lone caller does spin there: its yields hand the CPU straight to the consumer, and it
+    /// sees its result without a futex wake-up. Where the consumer's CPU is not known, within
+    /// the budget.
+    pub(crate) fn spin_for_call(&self) -> Spin {
         let cpu = self.cpu.load(Ordering::Relaxed);
-        cpu >= 0 && cpu != current_cpu()
+        if cpu < 0 {
+            Spin::Budgeted
+        } else if cpu != current_cpu() {
+            Spin::Free
+        } else if self.waiting.load(Ordering::Relaxed) < 2 {
+            Spin::Budgeted
+        } else {
+            Spin::No
+        }
     }
 
     /// Whether the consumer said it is idle.
@@ -284,20 +287,32 @@ mod tests {
     fn callers_spin_unless_crowding_the_consumers_cpu() {
         let inbox = new_inbox();
         let first = inbox.waiting();
-        assert!(inbox.spin_for_call(), "the consumer's CPU is not known yet");
+        assert_ne!(
+            inbox.spin_for_call(),
+            Spin::No,
+            "the consumer's CPU is not known yet"
+        );
         inbox.cpu.store(current_cpu(), Ordering::Relaxed);
-        assert!(inbox.spin_for_call(), "a lone caller spins");
+        assert_ne!(inbox.spin_for_call(), Spin::No, "a lone caller spins");
         let second = inbox.waiting();
         inbox.cpu.store(i32::MAX, Ordering::Relaxed);
-        assert!(inbox.spin_for_call(), "the consumer is on another CPU");
+        assert_eq!(
+            inbox.spin_for_call(),
+            Spin::Free,
+            "the consumer is on another CPU"
+        );
         let cpu = current_cpu();
         inbox.cpu.store(cpu, Ordering::Relaxed);
         let spin = inbox.spin_for_call();
         if cfg!(target_os = "linux") && cpu >= 0 && current_cpu() == cpu {
-            assert!(!spin, "a second caller on the consumer's CPU parks at once");
+            assert_eq!(
+                spin,
+                Spin::No,
+                "a second caller on the consumer's CPU parks at once"
+            );
         }
         drop((first, second));
-        assert!(inbox.spin_for_call(), "the waits have ended");
+        assert_ne!(inbox.spin_for_call(), Spin::No, "the waits have ended");
     }
 
     #[test]

@@ -200,7 +200,7 @@ impl IterBridge {
                         continue;
                     }
                     let start = waiter::Start {
-                        spin: true,
+                        spin: waiter::Spin::Budgeted,
                         ..waiter::Start::default()
                     };
                     waiter::wait(py, &*buffer, None, start)?;

@@ -72,14 +72,27 @@ pub(crate) fn spin_until(end: Instant, ready: impl Fn() -> bool) -> bool {
     }
 }
 
+/// Whether a waiter spins before it first parks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Spin {
+    /// Park at once.
+    #[default]
+    No,
+    /// Spin if a spinner place is free.
+    Budgeted,
+    /// Spin whatever the budget: the thread it waits for runs on another CPU, so the spin
+    /// takes no CPU from it.
+    Free,
+}
+
 /// Spins until `target` is ready or the spin budget (capped at `until`) runs out; returns
-/// whether it is ready. Spins only if a spinner place is free.
-fn spin(target: &dyn Waitable, until: Instant, free: bool) -> bool {
+/// whether it is ready. A [`Spin::Budgeted`] spin spins only if a spinner place is free.
+fn spin(target: &dyn Waitable, until: Instant, how: Spin) -> bool {
     if target.is_ready() {
         return true;
     }
     let taken = SPINNERS.fetch_add(1, Ordering::AcqRel);
-    let result = (free || taken < max_spinners())
+    let result = (how == Spin::Free || taken < max_spinners())
         && spin_until(until.min(Instant::now() + SPIN), || target.is_ready());
     SPINNERS.fetch_sub(1, Ordering::AcqRel);
     result
@@ -101,10 +114,8 @@ pub(crate) struct Start<'a> {
     /// Runs once, right after the GIL is released: this is where the loop thread is woken,
     /// so it never has to wait for a GIL this thread still holds.
     pub(crate) kick: Option<&'a (dyn Fn() + Sync)>,
-    /// Spin (within the spinner budget) before the first park.
-    pub(crate) spin: bool,
-    /// Spin outside the spinner budget: the thread it waits for runs on another CPU.
-    pub(crate) spin_free: bool,
+    /// Whether to spin before the first park, and within the spinner budget or not.
+    pub(crate) spin: Spin,
     /// Whether the thread that makes the target ready still holds the GIL. Once the target
     /// is ready after a spin, the waiter spins briefly while it does, so that taking the GIL
     /// back finds it free instead of sleeping on the GIL's own condition variable.
@@ -139,7 +150,7 @@ pub(crate) fn wait(
                 if let Some(kick) = first.kick {
                     kick();
                 }
-                if first.spin && spin(target, slice_end, first.spin_free) {
+                if first.spin != Spin::No && spin(target, slice_end, first.spin) {
                     hold_off(first.gil_busy);
                     return true;
                 }
@@ -188,14 +199,18 @@ mod tests {
     fn spin_sees_an_early_completion() {
         let flag = Flag::default();
         flag.0.store(true, Ordering::Release);
-        assert!(spin(&flag, Instant::now(), false));
+        assert!(spin(&flag, Instant::now(), Spin::Budgeted));
     }
 
     #[test]
     fn spin_gives_up_after_its_budget() {
         let flag = Flag::default();
         let start = Instant::now();
-        assert!(!spin(&flag, start + Duration::from_secs(10), false));
+        assert!(!spin(
+            &flag,
+            start + Duration::from_secs(10),
+            Spin::Budgeted
+        ));
         assert!(start.elapsed() < Duration::from_secs(1));
         assert_eq!(
             SPINNERS.load(Ordering::Acquire),
@@ -212,7 +227,7 @@ mod tests {
             thread::spawn(move || flag.0.store(true, Ordering::Release))
         };
         let until = Instant::now() + Duration::from_secs(10);
-        let seen = spin(&*flag, until, false) || flag.park_until(until);
+        let seen = spin(&*flag, until, Spin::Budgeted) || flag.park_until(until);
         writer.join().unwrap();
         assert!(seen);
     }
