@@ -104,8 +104,7 @@ fn start_eagerly(
 }
 
 /// The eager first step itself. Skipped where asyncio lacks the task-switching functions
-/// (the task then simply runs on the loop's next turn). The current task is restored on
-/// every path, an error in the step included.
+/// (the task then simply runs on the loop's next turn).
 fn start_eagerly_unheld(
     event_loop: &Bound<'_, PyAny>,
     task: &Bound<'_, PyAny>,
@@ -113,9 +112,30 @@ fn start_eagerly_unheld(
     context: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<()> {
     let py = event_loop.py();
+    with_current_task_left(event_loop, |enter, leave| {
+        enter.call1((event_loop, task))?;
+        let eager = driver.getattr(intern!(py, "_eager"))?;
+        let stepped = match context {
+            Some(context) => context.call_method1(intern!(py, "run"), (eager,)).map(drop),
+            None => eager.call0().map(drop),
+        };
+        stepped.and(leave.call1((event_loop, task)).map(drop))
+    })
+    .map(drop)
+}
+
+/// Runs `step` with the current task of `event_loop` (running in this thread), if any, left
+/// so that another task can be entered meanwhile, and entered again after, on every path, an
+/// error in `step` included. `step` gets asyncio's `_enter_task` and `_leave_task`. Returns
+/// whether it ran: not where asyncio lacks those functions.
+pub(crate) fn with_current_task_left<'py>(
+    event_loop: &Bound<'py, PyAny>,
+    step: impl FnOnce(&Bound<'py, PyAny>, &Bound<'py, PyAny>) -> PyResult<()>,
+) -> PyResult<bool> {
+    let py = event_loop.py();
     let c = cached(py)?;
     let (Some(enter), Some(leave)) = (&c.enter_task, &c.leave_task) else {
-        return Ok(());
+        return Ok(false);
     };
     let (enter, leave) = (enter.bind(py), leave.bind(py));
     let outer = c.current_task.bind(py).call1((event_loop,))?;
@@ -123,20 +143,13 @@ fn start_eagerly_unheld(
     if nested {
         leave.call1((event_loop, &outer))?;
     }
-    let stepped = enter.call1((event_loop, task)).and_then(|_| {
-        let eager = driver.getattr(intern!(py, "_eager"))?;
-        let stepped = match context {
-            Some(context) => context.call_method1(intern!(py, "run"), (eager,)).map(drop),
-            None => eager.call0().map(drop),
-        };
-        stepped.and(leave.call1((event_loop, task)).map(drop))
-    });
+    let stepped = step(enter, leave);
     let restored = if nested {
         enter.call1((event_loop, &outer)).map(drop)
     } else {
         Ok(())
     };
-    stepped.and(restored)
+    stepped.and(restored).map(|()| true)
 }
 
 /// Called on a foreign loop through `call_soon_threadsafe`: starts the driver's task there.

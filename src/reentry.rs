@@ -20,7 +20,7 @@ use crate::awaitable::is_coroutine;
 use crate::blocking::{deliver, timed_out};
 use crate::completion::{Call, Outcome};
 use crate::driver::{Driver, Target};
-use crate::eager_task::{own_step, spawn_task};
+use crate::eager_task::{own_step, spawn_task, with_current_task_left};
 use crate::py::cached;
 
 /// The number of handles in `event_loop`'s ready queue, or the RuntimeError that explains
@@ -239,54 +239,43 @@ fn run_coroutine_nested(
         }
     }
     let done = task.getattr(intern!(py, "done"))?;
+    let mut fired = false;
     if !done.call0()?.is_truthy()? {
         let cancel = task.getattr(intern!(py, "cancel"))?;
-        let fired = drive_with(event_loop, queued, &done, &cancel, timeout, grace);
-        let fired = match fired {
-            Ok(fired) => fired,
+        match drive_with(event_loop, queued, &done, &cancel, timeout, grace) {
+            Ok(timeout_fired) => fired = timeout_fired,
             Err(err) => {
                 if !done.call0()?.is_truthy()? {
                     cancel.call0()?;
                 }
                 return Err(err);
             }
-        };
-        let cancelled = task.call_method0(intern!(py, "cancelled"))?.is_truthy()?;
-        if fired && cancelled {
-            return Err(timed_out(timeout));
         }
     }
     if task.call_method0(intern!(py, "cancelled"))?.is_truthy()? {
-        return deliver(py, Some(Outcome::Cancelled));
+        return if fired {
+            Err(timed_out(timeout))
+        } else {
+            deliver(py, Some(Outcome::Cancelled))
+        };
     }
     Ok(task.call_method0(intern!(py, "result"))?.unbind())
 }
 
 /// Runs a task's step `handle`, taken out of `ready`, now, from sync code inside the loop's
-/// current task (if any), which is left meanwhile and entered again after, on every path.
-/// Where asyncio cannot switch tasks, the handle goes back to `ready` instead.
+/// current task (if any), which is left meanwhile. Where asyncio cannot switch tasks, the
+/// handle goes back to `ready` instead.
 fn step_now(
     event_loop: &Bound<'_, PyAny>,
     ready: &Bound<'_, PyAny>,
     handle: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
     let py = event_loop.py();
-    let c = cached(py)?;
-    let (Some(enter), Some(leave)) = (&c.enter_task, &c.leave_task) else {
-        return ready
-            .call_method1(intern!(py, "append"), (handle,))
-            .map(drop);
-    };
-    let outer = c.current_task.bind(py).call1((event_loop,))?;
-    let nested = !outer.is_none();
-    if nested {
-        leave.call1(py, (event_loop, &outer))?;
+    let stepped = with_current_task_left(event_loop, |_, _| {
+        handle.call_method0(intern!(py, "_run")).map(drop)
+    })?;
+    if !stepped {
+        ready.call_method1(intern!(py, "append"), (handle,))?;
     }
-    let stepped = handle.call_method0(intern!(py, "_run")).map(drop);
-    let restored = if nested {
-        enter.call1(py, (event_loop, &outer)).map(drop)
-    } else {
-        Ok(())
-    };
-    stepped.and(restored)
+    Ok(())
 }
