@@ -33,14 +33,8 @@ mkdir -p "$root$work/src" "$root$work/dist"
 git ls-files -z --cached --others --exclude-standard \
   | while IFS= read -r -d '' file; do [ -e "$file" ] && printf '%s\0' "$file"; done \
   | xargs -0 cp --parents -t "$root$work/src"
-# Other users of the chroot (make matrix) may have mounted these already: unmount only ours.
-mounted=()
-for m in proc dev; do
-  if ! mountpoint -q "$root/$m"; then
-    mount --bind "/$m" "$root/$m" && mounted=("$root/$m" "${mounted[@]}")
-  fi
-done
-trap 'for m in "${mounted[@]}"; do umount "$m" 2>/dev/null || true; done' EXIT
+. scripts/chroot-mounts.sh
+bind_mounts "$root" proc dev
 inside() {
   chroot "$root" env -C "$work/src" HOME=/root PATH=/usr/local/bin:/usr/bin:/bin \
     RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$work/target" "$@"

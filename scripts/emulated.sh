@@ -22,13 +22,8 @@ mountpoint -q "$binfmt" || mount -t binfmt_misc binfmt_misc "$binfmt"
 # Debian 12's CPython 3.11 is the oldest the wheel claims.
 root=$(CHROOT_SUITE=bookworm CHROOT_ARCH=arm64 CHROOT_INCLUDE=ca-certificates \
   scripts/sid-chroot.sh python3.11-venv)
-mounted=()
-for m in proc dev; do
-  if ! mountpoint -q "$root/$m"; then
-    mount --bind "/$m" "$root/$m" && mounted=("$root/$m" "${mounted[@]}")
-  fi
-done
-trap 'for m in "${mounted[@]}"; do umount "$m" 2>/dev/null || true; done' EXIT
+. scripts/chroot-mounts.sh
+bind_mounts "$root" proc dev
 work=/opt/blockon-emulated
 rm -rf "${root:?}$work" && mkdir -p "$root$work"
 cp -r scripts tests docs examples benches .github pyproject.toml README.md CHANGELOG.md "$root$work"/

@@ -14,10 +14,8 @@ version=$1
 wheel=$2
 cache=${BLOCKON_MATRIX_CACHE:-$HOME/.cache/blockon-matrix}
 root=$(scripts/sid-chroot.sh "python$version" "python$version-venv" "python$version-dev")
-for m in proc sys dev dev/pts; do
-  mountpoint -q "$root/$m" || mount --bind "/$m" "$root/$m"
-done
-trap 'for m in dev/pts dev sys proc; do umount "$root/$m" 2>/dev/null || true; done' EXIT
+. scripts/chroot-mounts.sh
+bind_mounts "$root" proc sys dev dev/pts
 venv=/opt/venv-$version
 [ -x "$root$venv/bin/python" ] || chroot "$root" "python$version" -m venv "$venv"
 work=/opt/work-$version
