@@ -13,7 +13,12 @@
 //! crowd of waiting threads never starves the loop thread they are waiting for.
 //!
 //! Rejected: parking only (measurably slower per call), and spinning with the GIL held (the
-//! loop thread needs the GIL to finish the very work being waited for).
+//! loop thread needs the GIL to finish the very work being waited for). Also rejected: a
+//! caller on another CPU that went on spinning (up to 1 ms) for as long as its loop thread
+//! was awake, to spare both wake-ups of a longer call (a request to a server on the same
+//! machine). On a 2-core virtual machine, the loop thread then took twice the CPU time per
+//! call, and an aiohttp GET took twice as long: a long spin slows the thread it waits for,
+//! even from another CPU.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;

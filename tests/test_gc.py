@@ -15,6 +15,11 @@ import weakref
 import pytest
 
 
+async def _turns(n: int) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
 @pytest.mark.parametrize("prefetch", [0, 2])
 def test_a_dropped_iterator_whose_async_generator_refers_to_it_is_collected(lt, prefetch):
     finalized = threading.Event()
@@ -32,9 +37,12 @@ def test_a_dropped_iterator_whose_async_generator_refers_to_it_is_collected(lt, 
     it = lt.wrap_iter(agen, prefetch=prefetch)
     box.append(it)  # the generator's frame refers to the bridge: a cycle
     assert next(it) == 0
-    # A turn of the loop after that step: the session's task is parked now, holding the
-    # generator (while the step still ran, the loop thread's own stack held it).
-    lt.run(asyncio.sleep(0))
+    # Turns of the loop after that step, until the session's task is parked, holding the
+    # generator (while a step of it is queued or running, the loop itself holds it). Taking
+    # item 0 may have told a prefetching producer there is room again; that news reaches the
+    # loop no later than this call, and the producer then fills its buffer in a few steps:
+    # one turn is not always enough for them, ten always are.
+    lt.run(_turns(10))
     del it, agen, box
     gc.collect()
     assert alive() is None
