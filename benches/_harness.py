@@ -14,6 +14,7 @@ Everything here is plain stdlib. The method, used by every in-process section:
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import gc
@@ -70,6 +71,29 @@ QUICK = Config(
     mem_warmup=5_000,
     import_runs=5,
 )
+
+
+def main(
+    doc: str,
+    sections: dict[str, Callable[[Config], Section]],
+    children: dict[str, Callable[[Config], None]] | None = None,
+) -> None:
+    """A bench file run on its own: ``--quick`` or not, prints each of its ``sections``.
+
+    ``children`` maps a hidden flag to what a child process the file starts itself runs.
+    """
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="a fast smoke run")
+    for flag in children or {}:
+        ap.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    cfg = QUICK if args.quick else FULL
+    for flag, child in (children or {}).items():
+        if getattr(args, flag.lstrip("-").replace("-", "_")):
+            child(cfg)
+            return
+    for section in sections.values():
+        print(section(cfg).text(), flush=True)
 
 
 # --------------------------------------------------------------------------- timing

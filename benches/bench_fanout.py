@@ -30,7 +30,6 @@ Run on its own: ``python benches/bench_fanout.py [--quick]``; ``run_all.py`` run
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import functools
 import gc
@@ -218,11 +217,11 @@ def bench_fanout(cfg: h.Config) -> h.Section:
     return sec
 
 
+SECTIONS = {"fanout": bench_fanout}
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="a fast smoke run")
-    args = ap.parse_args()
-    print(bench_fanout(h.QUICK if args.quick else h.FULL).text(), flush=True)
+    h.main(__doc__, SECTIONS)
 
 
 if __name__ == "__main__":

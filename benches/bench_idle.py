@@ -11,7 +11,6 @@ Run on its own: ``python benches/bench_idle.py [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -132,10 +131,7 @@ SECTIONS = {"idle": bench_idle}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="a 2 s sleep instead of 10 s")
-    args = ap.parse_args()
-    print(bench_idle(h.QUICK if args.quick else h.FULL).text(), flush=True)
+    h.main(__doc__, SECTIONS)
 
 
 if __name__ == "__main__":

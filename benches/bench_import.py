@@ -16,7 +16,6 @@ Run on its own: ``python benches/bench_import.py [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
@@ -124,11 +123,11 @@ def _ms(xs: list[float]) -> tuple[str, str, str]:
     return f"{statistics.median(xs):.2f}", f"{min(xs):.2f}", f"{max(xs):.2f}"
 
 
+SECTIONS = {"import": bench_import}
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="a fast smoke run")
-    args = ap.parse_args()
-    print(bench_import(h.QUICK if args.quick else h.FULL).text())
+    h.main(__doc__, SECTIONS)
 
 
 if __name__ == "__main__":

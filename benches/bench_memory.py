@@ -10,7 +10,6 @@ Run on its own: ``python benches/bench_memory.py [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import os
@@ -36,7 +35,8 @@ def rss_bytes() -> tuple[int, str]:
         return peak * scale, "getrusage peak"
 
 
-def child(calls: int, warmup: int) -> None:
+def child(cfg: h.Config) -> None:
+    calls, warmup = cfg.mem_calls, cfg.mem_warmup
     import blockon
 
     async def noop() -> None:
@@ -82,7 +82,12 @@ def bench_memory(cfg: h.Config) -> h.Section:
         "reads it again after another collection. MB = 10^6 bytes.",
     )
     target = "RSS growth < 5 MB over 1,000,000 calls"
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", str(calls), str(warmup)]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        *(["--quick"] if cfg.quick else []),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
@@ -116,14 +121,11 @@ def bench_memory(cfg: h.Config) -> h.Section:
     return sec
 
 
+SECTIONS = {"memory": bench_memory}
+
+
 def main() -> None:
-    if len(sys.argv) == 4 and sys.argv[1] == "--child":
-        child(int(sys.argv[2]), int(sys.argv[3]))
-        return
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="a fast smoke run")
-    args = ap.parse_args()
-    print(bench_memory(h.QUICK if args.quick else h.FULL).text())
+    h.main(__doc__, SECTIONS, {"--child": child})
 
 
 if __name__ == "__main__":

@@ -43,7 +43,6 @@ Run on its own: ``python benches/bench_peers.py [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import gc
@@ -556,14 +555,7 @@ SECTIONS = {"peers": bench_peers}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="a fast smoke run")
-    ap.add_argument("--nest-child", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.nest_child:
-        _nest_child()
-        return
-    print(bench_peers(h.QUICK if args.quick else h.FULL).text(), flush=True)
+    h.main(__doc__, SECTIONS, {"--nest-child": lambda cfg: _nest_child()})
 
 
 if __name__ == "__main__":

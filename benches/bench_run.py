@@ -12,7 +12,6 @@ Run on its own: ``python benches/bench_run.py [--quick]``; ``run_all.py`` runs i
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -521,16 +520,7 @@ SECTIONS = {
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="a fast smoke run")
-    ap.add_argument("--one-cpu-child", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    cfg = h.QUICK if args.quick else h.FULL
-    if args.one_cpu_child:
-        _one_cpu_child(cfg)
-        return
-    for fn in SECTIONS.values():
-        print(fn(cfg).text(), flush=True)
+    h.main(__doc__, SECTIONS, {"--one-cpu-child": _one_cpu_child})
 
 
 if __name__ == "__main__":

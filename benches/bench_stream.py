@@ -16,7 +16,6 @@ Run on its own: ``python benches/bench_stream.py [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import threading
@@ -136,11 +135,11 @@ def bench_stream(cfg: h.Config) -> h.Section:
     return sec
 
 
+SECTIONS = {"stream": bench_stream}
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    print(bench_stream(h.QUICK if args.quick else h.FULL).text())
+    h.main(__doc__, SECTIONS)
 
 
 if __name__ == "__main__":

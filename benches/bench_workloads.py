@@ -12,7 +12,6 @@ Run on its own: ``python benches/bench_workloads.py [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import statistics
@@ -426,10 +425,7 @@ SECTIONS = {"workloads": bench_workloads}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="a fast smoke run")
-    args = ap.parse_args()
-    print(bench_workloads(h.QUICK if args.quick else h.FULL).text(), flush=True)
+    h.main(__doc__, SECTIONS)
 
 
 if __name__ == "__main__":

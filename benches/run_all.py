@@ -48,12 +48,12 @@ HEAD_END = "<!-- END HEADLINE -->"
 SECTIONS: dict[str, Callable[[h.Config], h.Section]] = {
     **bench_workloads.SECTIONS,  # realistic coroutines, 1/4/16 threads, both loop types
     **bench_run.SECTIONS,
-    "stream": bench_stream.bench_stream,
-    "fanout": bench_fanout.bench_fanout,  # gather of 10,000 sleeping coroutines
+    **bench_stream.SECTIONS,
+    **bench_fanout.SECTIONS,  # gather of 10,000 sleeping coroutines
     **bench_peers.SECTIONS,
-    "memory": bench_memory.bench_memory,
+    **bench_memory.SECTIONS,
     **bench_idle.SECTIONS,
-    "import": bench_import.bench_import,
+    **bench_import.SECTIONS,
 }
 
 
