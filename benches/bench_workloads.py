@@ -248,16 +248,20 @@ def switches_table(ws: list[W.Workload], switches: SwitchCounts) -> h.Table:
 # --------------------------------------------------------------------------- targets
 
 
-Check = tuple[str, float | None, bool]  # (what, ratio, passed)
+Check = tuple[str, float | None, bool, str]  # (what, ratio, passed, round by round)
 Row = tuple[str, str, str]  # (what, numerator key, denominator key): the ratio is num ÷ den
 
 
 def _target(label: str, need: str, checks: list[Check]) -> h.Target:
-    missing = [w for w, r, _ in checks if r is None]
+    missing = [w for w, r, _, _ in checks if r is None]
     if not checks or missing:
         return h.Target(label, None, f"not measured: {', '.join(missing) or 'no rows'}")
-    failed = [f"{w} {h.fmt_ratio(r)}" for w, r, ok in checks if not ok and r is not None]
-    shown = "; ".join(f"{w} {h.fmt_ratio(r)}" for w, r, _ in checks if r is not None)
+    failed = [
+        f"{w} {h.fmt_ratio(r)} ({rounds})"
+        for w, r, ok, rounds in checks
+        if not ok and r is not None
+    ]
+    shown = "; ".join(f"{w} {h.fmt_ratio(r)}" for w, r, _, _ in checks if r is not None)
     detail = f"need {need}. " + (f"FAILED: {'; '.join(failed)}. All: " if failed else "") + shown
     return h.Target(label, not failed, detail, short=shown)
 
@@ -265,14 +269,26 @@ def _target(label: str, need: str, checks: list[Check]) -> h.Target:
 def _checks(
     results: dict[str, dict[str, h.Samples]], rows: list[Row], ok: Callable[[float], bool]
 ) -> list[Check]:
-    """Each row's ratio (num ÷ den) in each placement, and whether ``ok`` holds for it."""
+    """Each row's ratio (num ÷ den) in each placement, whether ``ok`` holds for it, and how
+    it went round by round (see ``_rounds``)."""
     found: list[Check] = []
     for where, samples in results.items():
         for what, num, den in rows:
             a, b = _med(samples, num), _med(samples, den)
             r = a / b if a is not None and b is not None else None
-            found.append((f"{where} {what}", r, r is not None and ok(r)))
+            rounds = _rounds(samples[num], samples[den], ok) if r is not None else ""
+            found.append((f"{where} {what}", r, r is not None and ok(r), rounds))
     return found
+
+
+def _rounds(num: h.Samples, den: h.Samples, ok: Callable[[float], bool]) -> str:
+    """The ratio round by round: both ran in every round, one after the other, so a round's
+    pair met the same state of the machine. How many rounds met the target and their range
+    tell a near miss within the run's noise from a steady one."""
+    per_round = [a / b for a, b in zip(num.values, den.values, strict=True)]
+    met = sum(ok(r) for r in per_round)
+    low, high = h.fmt_ratio(min(per_round)), h.fmt_ratio(max(per_round))
+    return f"met in {met} of {len(per_round)} rounds, {low} to {high}"
 
 
 def targets(ws: list[W.Workload], results: dict[str, dict[str, h.Samples]]) -> list[h.Target]:
