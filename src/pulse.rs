@@ -26,7 +26,11 @@
 //!
 //! Rejected: a pulse that does not spin at all (the loop iterating back to back): the loop
 //! thread then holds the GIL almost all the time, and callers wait on CPython's GIL hand-off
-//! instead of finding it free. And a pulse that trusted one short turn (see `spin_now`).
+//! instead of finding it free. And a pulse that trusted one short turn (see `spin_now`). And
+//! a pulse that spun at once after a call settled, to hand the CPU sooner to a caller waiting
+//! on the loop's CPU: from one thread on one CPU, a no-op call took 20% less time, but one
+//! that awaited `asyncio.sleep(0)` once took 18% more and three times 60% more (6.6 thread
+//! switches per call against 1.5), in interleaved rounds in one process.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
