@@ -119,7 +119,12 @@ def calibrate(batch: Batch, target_s: float, *, max_n: int = 10_000_000) -> int:
     """The batch size whose batch takes about ``target_s`` seconds (at least 1).
 
     The first call is made on its own first, so one-time costs (a loop thread starting, a
-    lazy import) do not shrink the estimate.
+    lazy import) do not shrink the estimate. Then the estimate is timed again, and grown
+    while its batch comes out well short of the target: a stall while estimating (the
+    hypervisor taking the CPU, a garbage collection) makes a batch look slow and the estimate
+    small, and a batch of a few calls times mostly its fixed costs (for a crew of threads,
+    releasing and joining them) for the rest of the run. A stall only ever lengthens a
+    batch, so a short one is never a stall.
     """
     batch(1)
     target_ns = target_s * 1e9
@@ -129,7 +134,13 @@ def calibrate(batch: Batch, target_s: float, *, max_n: int = 10_000_000) -> int:
         if ns >= target_ns / 4 or n >= max_n:
             break
         n *= 2 if ns > target_ns / 64 else 8
-    return max(1, min(max_n, math.ceil(n * target_ns / max(ns, 1))))
+    n = max(1, min(max_n, math.ceil(n * target_ns / max(ns, 1))))
+    for _ in range(3):
+        ns = time_batch_ns(batch, n)
+        if ns >= target_ns / 2 or n >= max_n:
+            break
+        n = max(1, min(max_n, math.ceil(n * target_ns / max(ns, 1))))
+    return n
 
 
 def per_call_us(batch: Batch, n: int) -> Measure:
