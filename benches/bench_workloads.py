@@ -62,6 +62,11 @@ def measure(
         crews: dict[tuple[str, int], W.Crew] = {}
         failed_crews: dict[tuple[str, int], str] = {}
         for c in cs:
+            if not c.per_thread:
+                # Registered before the crews, so it runs after they close: from Python 3.12
+                # a server's wait_closed() waits for every connection to it, and each crew
+                # thread closes its own when its crew closes.
+                stack.callback(c.close_shared, ws, mine=False)
             for n in THREADS:
                 try:
                     crews[(c.key, n)] = crew = W.Crew(c, n, ws)
@@ -69,8 +74,6 @@ def measure(
                     failed_crews[(c.key, n)] = f"{type(exc).__name__}: {exc}"
                 else:
                     stack.callback(crew.close)
-            if not c.per_thread:
-                stack.callback(c.close_shared, ws, mine=False)
         loop_tids = [t for c in cs for t in c.tids]
         caller_tids = [t for crew in crews.values() for t in crew.tids]
         for p in _placements():
