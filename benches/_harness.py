@@ -128,18 +128,23 @@ def calibrate(batch: Batch, target_s: float, *, max_n: int = 10_000_000) -> int:
     """
     batch(1)
     target_ns = target_s * 1e9
+
+    def scaled(n: int, ns: int) -> int:
+        """The size whose batch would take the target, from ``n`` calls taking ``ns``."""
+        return max(1, min(max_n, math.ceil(n * target_ns / max(ns, 1))))
+
     n = 1
     while True:
         ns = time_batch_ns(batch, n)
         if ns >= target_ns / 4 or n >= max_n:
             break
         n *= 2 if ns > target_ns / 64 else 8
-    n = max(1, min(max_n, math.ceil(n * target_ns / max(ns, 1))))
+    n = scaled(n, ns)
     for _ in range(3):
         ns = time_batch_ns(batch, n)
         if ns >= target_ns / 2 or n >= max_n:
             break
-        n = max(1, min(max_n, math.ceil(n * target_ns / max(ns, 1))))
+        n = scaled(n, ns)
     return n
 
 
